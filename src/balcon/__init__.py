@@ -1,0 +1,10 @@
+"""balcon: Balanced Contrastive Learning (BCL, CVPR 2022) for long-tailed recognition.
+
+The pipeline, one subpackage a stage: ``balcon.config`` -> ``balcon.data`` ->
+``balcon.models`` -> ``balcon.losses`` -> ``balcon.engine`` -> ``balcon.report``.
+"""
+
+from balcon.errors import BalconError
+
+__version__ = "0.1.0"
+__all__ = ["BalconError", "__version__"]

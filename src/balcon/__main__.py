@@ -1,0 +1,5 @@
+"""``python -m balcon``: the same as the ``balcon`` command."""
+
+from balcon.cli import main
+
+raise SystemExit(main())

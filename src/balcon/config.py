@@ -1,0 +1,338 @@
+"""Run configuration: dataclasses, the YAML presets shipped with balcon, overrides.
+
+A config has five sections (``data``, ``model``, ``loss``, ``optim``, ``train``).
+Presets live as YAML files in ``balcon/presets``; a user's own YAML file (a preset's
+YAML, edited) loads the same way; ``section.field=value`` overrides come last.
+Every key and value is checked before anything runs; a problem is a
+:class:`~balcon.errors.BalconError` naming the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from balcon.errors import BalconError
+
+__all__ = [
+    "METHODS",
+    "Config",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_yaml",
+    "compress_schedule",
+    "list_presets",
+    "load_config_file",
+    "load_preset",
+    "preset_yaml",
+]
+
+CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
+CIFAR_STD = [0.2023, 0.1994, 0.2010]
+
+#: Training methods: BCL, its ablations and the baselines of the paper's table.
+METHODS = ("bcl", "ce", "la", "supcon", "bcl-no-averaging", "bcl-no-complement")
+DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
+PRECISIONS = ("off", "bf16", "fp16")
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are made long-tailed and augmented."""
+
+    dataset: str = "cifar10"
+    imbalance: float | None = 100.0
+    profile: str = "exp"
+    subsample_seed: int = 0
+    image_size: int = 32
+    mean: list[float] = field(default_factory=lambda: list(CIFAR_MEAN))
+    std: list[float] = field(default_factory=lambda: list(CIFAR_STD))
+    hflip: bool = True
+    sim_crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    sim_blur_prob: float = 0.0
+    num_workers: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and heads."""
+
+    encoder: str = "resnet32"
+    classifier: str = "cosine"
+    cosine_scale: float = 30.0
+    head_hidden: int = 512
+    head_dim: int = 128
+
+
+@dataclass
+class LossConfig:
+    """Training method and the weights of its two losses."""
+
+    method: str = "bcl"
+    temperature: float = 0.1
+    alpha: float = 2.0
+    beta: float = 0.6
+    tau: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    """SGD with a linear warm-up, then step decay (or cosine)."""
+
+    lr: float = 0.15
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "step"
+    warmup_epochs: int = 5
+    milestones: list[int] = field(default_factory=lambda: [160, 180])
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Length, batch, precision, evaluation cadence and seed of a run."""
+
+    epochs: int = 200
+    batch_size: int = 256
+    precision: str = "off"
+    eval_every: int = 10
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """A whole run's configuration."""
+
+    name: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict of the config (YAML, JSON and checkpoint friendly)."""
+        return asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "name"}
+
+
+def _section_types(section_cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(section_cls)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the type ``hint`` of ``key``; convert int -> float."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except BalconError as err:
+                errors.append(str(err))
+        raise BalconError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise BalconError(f"{key} must be a list, got {value!r} (write it as [a, b])")
+        return [_coerce(v, item, key) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise BalconError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BalconError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BalconError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise BalconError(f"{key} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint} for {key}")
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Build and validate a :class:`Config` from a nested dict; unknown keys are refused."""
+    if not isinstance(raw, dict):
+        raise BalconError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    cfg = Config()
+    for key, value in raw.items():
+        if key == "name":
+            cfg.name = _coerce(value, str, "name")
+            continue
+        if key not in SECTIONS:
+            raise BalconError(
+                f"{source}: unknown section {key!r}; sections are {', '.join(SECTIONS)}"
+            )
+        if not isinstance(value, dict):
+            raise BalconError(f"{source}: section {key!r} must be a mapping of fields")
+        for name, item in value.items():
+            _set_field(cfg, f"{key}.{name}", item, source)
+    validate(cfg)
+    return cfg
+
+
+def _set_field(cfg: Config, dotted: str, value: Any, source: str) -> None:
+    section, _, name = dotted.partition(".")
+    if section not in SECTIONS or not name:
+        raise BalconError(
+            f"{source}: unknown key {dotted!r}; keys look like section.field with section "
+            f"one of {', '.join(SECTIONS)}"
+        )
+    section_obj = getattr(cfg, section)
+    hints = _section_types(type(section_obj))
+    if name not in hints:
+        raise BalconError(
+            f"{source}: unknown key {dotted!r}; {section} has {', '.join(hints)}"
+        )
+    setattr(section_obj, name, _coerce(value, hints[name], dotted))
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``section.field=value`` strings (values parsed as YAML) and re-validate."""
+    cfg = dataclasses.replace(
+        cfg, **{s: dataclasses.replace(getattr(cfg, s)) for s in SECTIONS}
+    )
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise BalconError(f"--set {item!r}: write it as section.field=value")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        _set_field(cfg, key.strip(), value, "--set")
+    validate(cfg)
+    return cfg
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise BalconError(message)
+
+
+def validate(cfg: Config) -> None:
+    """Refuse values no run can use, naming the key and what it accepts."""
+    d, m, lo, o, t = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.train
+    _check(d.dataset in DATASETS, f"data.dataset must be one of {', '.join(DATASETS)}, "
+           f"got {d.dataset!r}")
+    _check(d.imbalance is None or d.imbalance >= 1,
+           f"data.imbalance must be >= 1 (n_max / n_min) or null, got {d.imbalance}")
+    _check(d.profile in ("exp", "step"), f"data.profile must be exp or step, got {d.profile!r}")
+    _check(d.image_size >= 8, f"data.image_size must be >= 8, got {d.image_size}")
+    _check(len(d.mean) == 3 and len(d.std) == 3 and all(s > 0 for s in d.std),
+           "data.mean and data.std must hold 3 numbers each, std > 0")
+    _check(len(d.sim_crop_scale) == 2 and 0 < d.sim_crop_scale[0] <= d.sim_crop_scale[1] <= 1,
+           f"data.sim_crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, "
+           f"got {d.sim_crop_scale}")
+    _check(0 <= d.sim_blur_prob <= 1, f"data.sim_blur_prob must be in [0, 1], "
+           f"got {d.sim_blur_prob}")
+    _check(d.num_workers is None or d.num_workers >= 0,
+           f"data.num_workers must be >= 0 or null (automatic), got {d.num_workers}")
+    _check(m.classifier in ("cosine", "linear"),
+           f"model.classifier must be cosine or linear, got {m.classifier!r}")
+    _check(m.cosine_scale > 0, f"model.cosine_scale must be > 0, got {m.cosine_scale}")
+    _check(m.head_hidden > 0 and m.head_dim > 0, "model.head_hidden and model.head_dim must be > 0")
+    _check(lo.method in METHODS, f"loss.method must be one of {', '.join(METHODS)}, "
+           f"got {lo.method!r}")
+    _check(lo.temperature > 0, f"loss.temperature must be > 0, got {lo.temperature}")
+    _check(lo.alpha >= 0 and lo.beta >= 0, "loss.alpha and loss.beta must be >= 0")
+    _check(lo.tau >= 0, f"loss.tau must be >= 0, got {lo.tau}")
+    _check(o.lr > 0 and math.isfinite(o.lr), f"optim.lr must be > 0, got {o.lr}")
+    _check(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}")
+    _check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    _check(o.schedule in ("step", "cosine"),
+           f"optim.schedule must be step or cosine, got {o.schedule!r}")
+    _check(o.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {o.warmup_epochs}")
+    _check(all(x > 0 for x in o.milestones) and o.milestones == sorted(o.milestones),
+           f"optim.milestones must be increasing positive epochs, got {o.milestones}")
+    _check(0 < o.gamma <= 1, f"optim.gamma must be in (0, 1], got {o.gamma}")
+    _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
+    _check(t.batch_size >= 2, f"train.batch_size must be >= 2, got {t.batch_size}")
+    _check(t.precision in PRECISIONS,
+           f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
+    _check(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
+
+
+def compress_schedule(cfg: Config, epochs: int) -> Config:
+    """Return ``cfg`` with ``epochs`` epochs, warm-up and lr steps scaled to match."""
+    if epochs < 1:
+        raise BalconError(f"--epochs must be >= 1, got {epochs}")
+    ratio = epochs / cfg.train.epochs
+    optim = dataclasses.replace(
+        cfg.optim,
+        warmup_epochs=round(cfg.optim.warmup_epochs * ratio),
+        milestones=sorted({max(1, round(m * ratio)) for m in cfg.optim.milestones}),
+    )
+    out = dataclasses.replace(
+        cfg, optim=optim, train=dataclasses.replace(cfg.train, epochs=epochs)
+    )
+    validate(out)
+    return out
+
+
+def _preset_dir() -> Any:
+    return resources.files("balcon") / "presets"
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped with balcon, sorted."""
+    return sorted(p.name[:-5] for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_yaml(name: str) -> str:
+    """The YAML text of preset ``name``."""
+    names = list_presets()
+    if name not in names:
+        raise BalconError(
+            f"unknown preset {name!r}; `balcon presets` lists them: {', '.join(names)}"
+        )
+    return (_preset_dir() / f"{name}.yaml").read_text()
+
+
+def load_preset(name: str) -> Config:
+    """The :class:`Config` of preset ``name``."""
+    return config_from_dict(yaml.safe_load(preset_yaml(name)), source=f"preset {name}")
+
+
+def load_config_file(path: str | Path) -> Config:
+    """A :class:`Config` from a user's YAML file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise BalconError(f"config file {path} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise BalconError(f"config file {path} is not readable YAML ({first}); fix it") from None
+    return config_from_dict(raw or {}, source=str(path))
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """The config as YAML, in section order."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)

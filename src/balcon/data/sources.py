@@ -1,0 +1,265 @@
+"""Labelled image sources: CIFAR pickles, ImageFolder trees, scikit-learn's digits.
+
+Every source gives an :class:`ImageSet`: labels, class names, and the images either
+as uint8 pixels in memory or as files read on demand. Every image comes out RGB,
+whatever its mode on disk (grayscale, RGBA, palette, CMYK).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from balcon.errors import BalconError
+
+__all__ = [
+    "CIFAR_FOLDERS",
+    "ImageSet",
+    "load_cifar",
+    "load_digits",
+    "load_image_folder",
+    "to_rgb",
+]
+
+#: torchvision's folder name of each CIFAR variant.
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as RGB; palette images with transparency go through RGBA first."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
+
+@dataclass
+class ImageSet:
+    """Labelled images: ``pixels`` (N, H, W, 3) uint8 in memory, or ``paths`` on disk."""
+
+    labels: np.ndarray
+    class_names: list[str]
+    pixels: np.ndarray | None = None
+    paths: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, including any without images."""
+        return len(self.class_names)
+
+    def class_counts(self) -> list[int]:
+        """Images per class, in class order."""
+        return np.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    def subset(self, indices: np.ndarray) -> ImageSet:
+        """The images at ``indices``, in that order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return ImageSet(
+            labels=self.labels[indices],
+            class_names=self.class_names,
+            pixels=None if self.pixels is None else self.pixels[indices],
+            paths=None if self.paths is None else [self.paths[i] for i in indices],
+        )
+
+    def image(self, index: int) -> Image.Image:
+        """Image ``index`` as an RGB PIL image."""
+        if self.pixels is not None:
+            return Image.fromarray(self.pixels[index])
+        assert self.paths is not None
+        path = self.paths[index]
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return to_rgb(img)
+        except (OSError, UnidentifiedImageError, ValueError) as err:
+            raise BalconError(
+                f"cannot read image {path} ({type(err).__name__}: {err}); "
+                "replace or remove the file"
+            ) from None
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            data = pickle.load(f, encoding="latin1")
+    except FileNotFoundError:
+        raise BalconError(
+            f"{path} is missing; the CIFAR folder {path.parent} is incomplete, "
+            "re-download it (add --download) or re-create it"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise BalconError(
+            f"{path} is not a CIFAR pickle ({type(err).__name__}); "
+            "re-download it (add --download) or re-create it"
+        ) from None
+    if not isinstance(data, dict):
+        raise BalconError(f"{path} is not a CIFAR pickle (no dict inside); re-create it")
+    return data
+
+
+def _cifar_arrays(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = _unpickle(path)
+    if "data" not in batch or label_key not in batch:
+        raise BalconError(f"{path} lacks 'data' or '{label_key}'; it is not a CIFAR batch file")
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3072 or len(batch[label_key]) != len(data):
+        raise BalconError(
+            f"{path}: expected N x 3072 uint8 pixels and N labels, got {data.shape}; re-create it"
+        )
+    pixels = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(pixels), np.asarray(batch[label_key], dtype=np.int64)
+
+
+def _load_cifar_pickles(folder: Path, dataset: str, train: bool) -> ImageSet:
+    if dataset == "cifar10":
+        files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+        label_key, meta, names_key = "labels", "batches.meta", "label_names"
+    else:
+        files = ["train" if train else "test"]
+        label_key, meta, names_key = "fine_labels", "meta", "fine_label_names"
+    parts = [_cifar_arrays(folder / f, label_key) for f in files]
+    names = _unpickle(folder / meta).get(names_key)
+    expected = 10 if dataset == "cifar10" else 100
+    if not isinstance(names, list) or len(names) != expected:
+        raise BalconError(f"{folder / meta}: expected {expected} class names under '{names_key}'")
+    labels = np.concatenate([p[1] for p in parts])
+    if labels.min() < 0 or labels.max() >= expected:
+        raise BalconError(f"{folder}: labels outside 0..{expected - 1}; re-create the folder")
+    return ImageSet(
+        labels=labels, class_names=[str(n) for n in names],
+        pixels=np.concatenate([p[0] for p in parts]),
+    )
+
+
+def load_image_folder(root: str | Path, class_names: list[str] | None = None) -> ImageSet:
+    """An ImageFolder tree (``root/<class>/<image>``) as an :class:`ImageSet`.
+
+    Classes are the sub-folder names, sorted, unless ``class_names`` fixes them (a
+    test split must use the training split's classes).
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    root = Path(root)
+    if not root.is_dir():
+        raise BalconError(f"image folder {root} does not exist; check --data-dir")
+    try:
+        found, _ = find_classes(str(root))
+    except FileNotFoundError:
+        raise BalconError(
+            f"{root} holds no class sub-folders; expected {root}/<class>/<image files>"
+        ) from None
+    names = class_names if class_names is not None else found
+    missing = sorted(set(found) - set(names))
+    if missing:
+        raise BalconError(
+            f"{root} has class folders the training split lacks: {', '.join(missing[:5])}; "
+            "give both splits the same classes"
+        )
+    class_to_idx = {name: i for i, name in enumerate(names)}
+    present = {name: class_to_idx[name] for name in found}
+    samples = make_dataset(str(root), present, extensions=IMG_EXTENSIONS, allow_empty=True)
+    if not samples:
+        raise BalconError(
+            f"{root} holds no images ({', '.join(IMG_EXTENSIONS[:4])}, ...) in its class folders"
+        )
+    paths, labels = zip(*samples, strict=True)
+    return ImageSet(labels=np.asarray(labels, dtype=np.int64), class_names=list(names),
+                    paths=list(paths))
+
+
+def _split_dirs(root: Path) -> tuple[Path, Path] | None:
+    train = root / "train"
+    for name in ("test", "val"):
+        if train.is_dir() and (root / name).is_dir():
+            return train, root / name
+    return None
+
+
+def load_split_folders(root: str | Path) -> tuple[ImageSet, ImageSet]:
+    """``root/train`` and ``root/test`` (or ``root/val``) ImageFolder trees."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BalconError(f"data folder {root} does not exist; check --data-dir")
+    dirs = _split_dirs(root)
+    if dirs is None:
+        raise BalconError(
+            f"{root} has no train/ and test/ (or val/) folders; expected "
+            f"{root}/train/<class>/<image> and {root}/test/<class>/<image>"
+        )
+    train = load_image_folder(dirs[0])
+    return train, load_image_folder(dirs[1], class_names=train.class_names)
+
+
+def load_cifar(
+    data_dir: str | Path, dataset: str = "cifar10", download: bool = False
+) -> tuple[ImageSet, ImageSet]:
+    """CIFAR-10/100 train and test sets from ``data_dir``.
+
+    ``data_dir`` holds torchvision's pickle folder (``cifar-10-batches-py`` or
+    ``cifar-100-python``; checksums are not checked, so re-made copies load) or an
+    ImageFolder tree with ``train/`` and ``test/``. With ``download`` the pickles are
+    fetched by torchvision when absent.
+    """
+    if dataset not in CIFAR_FOLDERS:
+        raise ValueError(f"dataset must be one of {', '.join(CIFAR_FOLDERS)}, got {dataset!r}")
+    root = Path(data_dir)
+    folder = root / CIFAR_FOLDERS[dataset]
+    if not folder.is_dir() and _split_dirs(root) is not None:
+        return load_split_folders(root)
+    if not folder.is_dir() and download:
+        _download_cifar(root, dataset)
+    if not folder.is_dir():
+        raise BalconError(
+            f"{root} holds neither {CIFAR_FOLDERS[dataset]}/ nor train/ and test/ folders; "
+            "point --data-dir at the folder that holds them, or add --download"
+        )
+    return (_load_cifar_pickles(folder, dataset, True),
+            _load_cifar_pickles(folder, dataset, False))
+
+
+def _download_cifar(root: Path, dataset: str) -> None:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if dataset == "cifar10" else datasets.CIFAR100
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        cls(str(root), train=True, download=True)
+    except Exception as err:  # noqa: BLE001 - network and disk failures alike
+        raise BalconError(
+            f"downloading {dataset} into {root} failed ({type(err).__name__}: {err}); "
+            f"check the network, or place {CIFAR_FOLDERS[dataset]}/ there yourself"
+        ) from None
+
+
+def load_digits(test_per_class: int = 50, size: int = 32, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """scikit-learn's bundled handwritten digits (1,797 images, 8x8) as 32x32 RGB.
+
+    A balanced test set of ``test_per_class`` images per class is held out (after a
+    seeded shuffle); the rest is the training set. Needs no download.
+    """
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    raw = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)
+    big = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+                    for im in raw])
+    pixels = np.repeat(big[..., None], 3, axis=3)
+    labels = bunch.target.astype(np.int64)
+    rng = np.random.RandomState(seed)
+    test_idx = []
+    for cls in range(10):
+        idx = np.where(labels == cls)[0]
+        rng.shuffle(idx)
+        test_idx.append(idx[:test_per_class])
+    test = np.sort(np.concatenate(test_idx))
+    train = np.setdiff1d(np.arange(len(labels)), test)
+    full = ImageSet(labels=labels, class_names=[str(d) for d in range(10)], pixels=pixels)
+    return full.subset(train), full.subset(test)

@@ -1,0 +1,103 @@
+"""Augmented views of the CIFAR-LT recipe of BCL, built from torchvision transforms.
+
+View 1 (classifier): RandomCrop(size, padding 4), horizontal flip, AutoAugment with
+torchvision's CIFAR-10 policy, Cutout (one 16x16 hole). Views 2 and 3 ("sim", the
+SimCLR / MoCo v2 view, contrastive branch): RandomResizedCrop(size, scale), flip,
+ColorJitter(0.4, 0.4, 0.4, 0.1) with p = 0.8, RandomGrayscale p = 0.2, optional
+Gaussian blur. All randomness comes from torch's generator, so a sample's views are
+fixed by the seed set before its transform runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision import transforms as T
+
+__all__ = ["Cutout", "FitSize", "sim_view", "strong_view", "test_view"]
+
+
+class Cutout:
+    """Zero one ``length`` x ``length`` square at a uniformly drawn centre of a CHW tensor.
+
+    DeVries & Taylor, "Improved Regularization of Convolutional Neural Networks with
+    Cutout", 2017; the square is clipped at the image border, as in their code.
+    """
+
+    def __init__(self, length: int = 16) -> None:
+        if length < 1:
+            raise ValueError(f"length must be >= 1, got {length}")
+        self.length = length
+
+    def __call__(self, img: Tensor) -> Tensor:
+        """``img`` with the hole cut out (a copy)."""
+        h, w = img.shape[-2:]
+        cy = int(torch.randint(h, (1,)))
+        cx = int(torch.randint(w, (1,)))
+        half = self.length // 2
+        out = img.clone()
+        out[..., max(cy - half, 0):min(cy + half, h), max(cx - half, 0):min(cx + half, w)] = 0
+        return out
+
+    def __repr__(self) -> str:
+        return f"Cutout(length={self.length})"
+
+
+class FitSize:
+    """Resize (shorter side) and centre-crop a PIL image to ``size``; no-op when it fits."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._fit = T.Compose([T.Resize(size), T.CenterCrop(size)])
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """``img`` at ``size`` x ``size``."""
+        if img.size == (self.size, self.size):
+            return img
+        return self._fit(img)
+
+    def __repr__(self) -> str:
+        return f"FitSize({self.size})"
+
+
+def _finish(mean: Sequence[float], std: Sequence[float]) -> list[Callable]:
+    return [T.ToTensor(), T.Normalize(mean, std)]
+
+
+def strong_view(
+    size: int, mean: Sequence[float], std: Sequence[float], hflip: bool = True,
+    cutout: int = 16,
+) -> T.Compose:
+    """View 1: crop with padding, flip, AutoAugment (CIFAR-10 policy), Cutout."""
+    steps: list[Callable] = [FitSize(size), T.RandomCrop(size, padding=4)]
+    if hflip:
+        steps.append(T.RandomHorizontalFlip())
+    steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
+    steps.append(T.ToTensor())
+    steps.append(Cutout(cutout))
+    steps.append(T.Normalize(mean, std))
+    return T.Compose(steps)
+
+
+def sim_view(
+    size: int, mean: Sequence[float], std: Sequence[float], hflip: bool = True,
+    crop_scale: Sequence[float] = (0.08, 1.0), blur_prob: float = 0.0,
+) -> T.Compose:
+    """Views 2 and 3: resized crop, flip, colour jitter p=0.8, grayscale p=0.2, blur."""
+    steps: list[Callable] = [FitSize(size), T.RandomResizedCrop(size, scale=tuple(crop_scale))]
+    if hflip:
+        steps.append(T.RandomHorizontalFlip())
+    steps.append(T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8))
+    steps.append(T.RandomGrayscale(p=0.2))
+    if blur_prob > 0:
+        kernel = max(3, (size // 10) | 1)
+        steps.append(T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=blur_prob))
+    return T.Compose(steps + _finish(mean, std))
+
+
+def test_view(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+    """Evaluation: fit to ``size``, normalise."""
+    return T.Compose([FitSize(size), *_finish(mean, std)])

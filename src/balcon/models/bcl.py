@@ -1,0 +1,106 @@
+"""The BCL model: one backbone, a classifier branch and a contrastive branch.
+
+As in the official code (``FlamieZhu/BCL``, ``models/resnext.py``, ``BCLModel``): the
+classifier maps backbone features to logits; a projection MLP maps them to the
+L2-normalised embedding of the contrastive loss; a second MLP of the same shape maps
+each classifier weight row to its class prototype, L2-normalised.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["BCLModel", "CosineClassifier", "mlp_head"]
+
+
+class CosineClassifier(nn.Module):
+    r"""Cosine ("normed linear") classifier: :math:`s \cdot \hat{x} \cdot \hat{w}_k`.
+
+    Logits are bounded by the scale ``s`` in absolute value.
+
+    Args:
+        in_features: feature dimension.
+        num_classes: number of classes C; ``weight`` is (C, in_features).
+        scale: the scale ``s`` (30 in BCL).
+    """
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 30.0) -> None:
+        super().__init__()
+        bound = in_features**-0.5
+        self.weight = nn.Parameter(torch.empty(num_classes, in_features).uniform_(-bound, bound))
+        self.scale = float(scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (N, C) of features (N, in_features)."""
+        return self.scale * F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).T
+
+
+def mlp_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """Linear -> BatchNorm -> ReLU -> Linear (the projection and prototype heads)."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim),
+        nn.BatchNorm1d(hidden_dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden_dim, out_dim),
+    )
+
+
+class BCLModel(nn.Module):
+    """Backbone + classifier + projection head + prototype head.
+
+    Args:
+        encoder: module mapping images (N, 3, H, W) to features (N, F).
+        num_classes: number of classes C.
+        feature_dim: F; read from ``encoder.num_features`` when omitted.
+        classifier: ``"cosine"`` (BCL's normed linear, scaled) or ``"linear"``.
+        cosine_scale: scale of the cosine classifier (30).
+        head_hidden: hidden width of both MLP heads (512 on CIFAR, 2048 on ImageNet).
+        head_dim: output dimension of both heads (128 on CIFAR, 1024 on ImageNet).
+
+    ``forward(x)`` returns ``(projections, logits, prototypes)``: (N, head_dim)
+    L2-normalised, (N, C), and (C, head_dim) L2-normalised.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_classes: int,
+        feature_dim: int | None = None,
+        classifier: str = "cosine",
+        cosine_scale: float = 30.0,
+        head_hidden: int = 512,
+        head_dim: int = 128,
+    ) -> None:
+        super().__init__()
+        if feature_dim is None:
+            feature_dim = getattr(encoder, "num_features", None)
+            if not isinstance(feature_dim, int):
+                raise ValueError("feature_dim is required: the encoder has no int num_features")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if classifier == "cosine":
+            self.classifier: nn.Module = CosineClassifier(feature_dim, num_classes, cosine_scale)
+        elif classifier == "linear":
+            self.classifier = nn.Linear(feature_dim, num_classes)
+        else:
+            raise ValueError(f"classifier must be 'cosine' or 'linear', got {classifier!r}")
+        self.encoder = encoder
+        self.num_classes = num_classes
+        self.projection_head = mlp_head(feature_dim, head_hidden, head_dim)
+        self.prototype_head = mlp_head(feature_dim, head_hidden, head_dim)
+
+    def prototypes(self) -> Tensor:
+        """L2-normalised class prototypes (C, head_dim) from the classifier weights."""
+        return F.normalize(self.prototype_head(self.classifier.weight), dim=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(projections, logits, prototypes)`` for images ``x``."""
+        feats = self.encoder(x)
+        projections = F.normalize(self.projection_head(feats), dim=1)
+        return projections, self.classifier(feats), self.prototypes()
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Logits alone (skips both heads); predict with ``argmax`` of these."""
+        return self.classifier(self.encoder(x))
