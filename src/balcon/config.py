@@ -171,7 +171,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise BalconError(f"{key} must be a string, got {value!r}")
+            hint_text = ' (quote it in YAML: "off")' if isinstance(value, bool) else ""
+            raise BalconError(f"{key} must be a string, got {value!r}{hint_text}")
         return value
     raise TypeError(f"unsupported config type {hint} for {key}")
 
@@ -213,6 +214,17 @@ def _set_field(cfg: Config, dotted: str, value: Any, source: str) -> None:
     setattr(section_obj, name, _coerce(value, hints[name], dotted))
 
 
+def _parse_override(cfg: Config, dotted: str, text: str) -> Any:
+    """The value of ``text`` for ``dotted``: verbatim for a string field, else YAML."""
+    section, _, name = dotted.partition(".")
+    if section in SECTIONS and _section_types(type(getattr(cfg, section))).get(name) is str:
+        return text
+    try:
+        return yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return text
+
+
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
     """Apply ``section.field=value`` strings (values parsed as YAML) and re-validate."""
     cfg = dataclasses.replace(
@@ -222,11 +234,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         key, sep, text = item.partition("=")
         if not sep:
             raise BalconError(f"--set {item!r}: write it as section.field=value")
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
-        _set_field(cfg, key.strip(), value, "--set")
+        _set_field(cfg, key.strip(), _parse_override(cfg, key.strip(), text.strip()), "--set")
     validate(cfg)
     return cfg
 

@@ -239,7 +239,9 @@ def _download_cifar(root: Path, dataset: str) -> None:
         ) from None
 
 
-def load_digits(test_per_class: int = 50, size: int = 32, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+def load_digits(
+    test_per_class: int = 50, size: int = 32, seed: int = 0
+) -> tuple[ImageSet, ImageSet]:
     """scikit-learn's bundled handwritten digits (1,797 images, 8x8) as 32x32 RGB.
 
     A balanced test set of ``test_per_class`` images per class is held out (after a

@@ -1,0 +1,191 @@
+"""The ``balcon`` command: presets, train, eval, demo.
+
+Problems the user can fix (missing data, unknown preset, bad override, unreadable
+checkpoint) print one line naming the problem and the fix, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from balcon import __version__
+from balcon.config import (
+    METHODS,
+    Config,
+    apply_overrides,
+    compress_schedule,
+    list_presets,
+    load_config_file,
+    load_preset,
+    preset_yaml,
+)
+from balcon.errors import BalconError
+
+__all__ = ["main"]
+
+DEMO_PRESET = "digits-lt-demo"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="balcon",
+        description="Balanced Contrastive Learning for long-tailed recognition.",
+    )
+    p.add_argument("--version", action="version", version=f"balcon {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("presets", help="list the presets, or show one as YAML")
+    pr.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    pr.add_argument("name", nargs="?", help="preset to show")
+
+    tr = sub.add_parser("train", help="train a model (a preset, a config file, or resume)")
+    src = tr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="a preset name (see `balcon presets`)")
+    src.add_argument("--config", help="a YAML config file (a preset's YAML, edited)")
+    src.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    tr.add_argument("--data-dir", help="folder holding cifar-10-batches-py / cifar-100-python, "
+                    "or an ImageFolder tree with train/ and test/")
+    tr.add_argument("--out", help="run directory (default runs/<preset>-<timestamp>)")
+    _common(tr)
+    tr.add_argument("--download", action="store_true", help="download CIFAR if it is absent")
+    tr.add_argument("--epochs", type=int, help="train this many epochs, scaling the warm-up "
+                    "and the lr steps to match (a compressed schedule)")
+    tr.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="SECTION.FIELD=VALUE", help="override a config value (repeatable)")
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
+    ev.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
+    ev.add_argument("--data-dir", help="data folder (default: the one it was trained on)")
+    ev.add_argument("--out", help="JSON file to write (default: beside the checkpoint)")
+    ev.add_argument("--per-class", action="store_true", help="also print per-class accuracy")
+    _common(ev)
+
+    de = sub.add_parser("demo", help="train on long-tailed bundled digits (no download)")
+    de.add_argument("--method", default="bcl", choices=METHODS, help="method (default bcl)")
+    de.add_argument("--out", help="run directory (default runs/demo-<method>-<timestamp>)")
+    de.add_argument("--epochs", type=int, help="epochs (compressed schedule)")
+    _common(de)
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+
+
+def _timestamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    if args.action == "show" or args.name:
+        if not args.name:
+            raise BalconError("balcon presets show NAME: give a preset name")
+        print(preset_yaml(args.name), end="")
+        return 0
+    for name in list_presets():
+        print(name)
+    return 0
+
+
+def _config_for(args: argparse.Namespace) -> Config:
+    cfg = load_preset(args.preset) if args.preset else load_config_file(args.config)
+    if args.epochs is not None:
+        cfg = compress_schedule(cfg, args.epochs)
+    return apply_overrides(cfg, args.overrides)
+
+
+def _print_results(run_dir: Path, summary: dict) -> None:
+    from balcon.report import format_results, plot_curves
+
+    if not summary:
+        return
+    plot = plot_curves(run_dir)
+    print()
+    print(format_results({f"last (epoch {summary['last']['epoch']})": summary["last"],
+                          f"best (epoch {summary['best']['epoch']})": summary["best"]}))
+    print(f"\nrun directory: {run_dir}" + (f" (curves: {plot.name})" if plot else ""))
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from balcon.engine import fit, resume
+
+    if args.resume:
+        if args.overrides or args.epochs is not None or args.out:
+            raise BalconError("--resume continues a run as configured; drop --set, --epochs "
+                              "and --out (or start a new run)")
+        result = resume(args.resume, data_dir=args.data_dir, device=args.device)
+    else:
+        cfg = _config_for(args)
+        out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{_timestamp()}"
+        result = fit(cfg, args.data_dir, out, device=args.device, download=args.download)
+    _print_results(result.run_dir, result.summary)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from balcon.engine import evaluate_checkpoint
+    from balcon.report import format_per_class, format_results
+
+    metrics = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, device=args.device)
+    print(format_results({f"epoch {metrics['epoch']}": metrics}))
+    if args.per_class:
+        print()
+        print(format_per_class(metrics["per_class"], metrics["class_names"],
+                               metrics["class_counts"]))
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "-eval.json")
+    try:
+        out.write_text(json.dumps(metrics, indent=2))
+    except OSError as err:
+        raise BalconError(f"cannot write {out} ({err.strerror}); choose another --out") from None
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from balcon.engine import fit
+
+    cfg = load_preset(DEMO_PRESET)
+    if args.epochs is not None:
+        cfg = compress_schedule(cfg, args.epochs)
+    cfg = apply_overrides(cfg, [f"loss.method={args.method}"])
+    out = Path(args.out) if args.out else Path("runs") / f"demo-{args.method}-{_timestamp()}"
+    print(f"balcon demo: {args.method} on long-tailed handwritten digits (scikit-learn), "
+          f"{cfg.train.epochs} epochs")
+    result = fit(cfg, None, out, device=args.device)
+    _print_results(result.run_dir, result.summary)
+    return 0
+
+
+def _one_line(err: BaseException) -> str:
+    """The user-facing line of an error, also when a DataLoader worker wrapped it."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    line = lines[-1] if lines else type(err).__name__
+    prefix = "balcon.errors.BalconError: "
+    return line[len(prefix):] if line.startswith(prefix) else line
+
+
+COMMANDS = {"presets": _cmd_presets, "train": _cmd_train, "eval": _cmd_eval, "demo": _cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BalconError as err:
+        print(f"balcon: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nbalcon: interrupted; a run continues with balcon train --resume RUN_DIR",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,64 @@
+"""Device choice and mixed precision."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+
+from balcon.errors import BalconError
+
+__all__ = ["autocast", "default_num_workers", "make_grad_scaler", "resolve_device"]
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """``name`` as a device (``cpu``, ``cuda``, ``cuda:N``); CUDA when present if None."""
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BalconError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BalconError(f"--device {name}: CUDA is not available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BalconError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif device.type != "cpu":
+        raise BalconError(f"--device {name!r} is not supported; use cpu, cuda or cuda:N")
+    return device
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Autocast to bf16 or fp16 per ``precision`` (``off``: full float32)."""
+    if precision == "off":
+        yield
+        return
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cpu" and dtype == torch.float16:
+        raise BalconError("train.precision fp16 needs CUDA; use bf16 or off on the CPU")
+    with torch.autocast(device.type, dtype=dtype):
+        yield
+
+
+def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """A gradient scaler, active for fp16 only."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def default_num_workers(device: torch.device) -> int:
+    """Data workers when the config leaves it to balcon.
+
+    On a GPU, up to 8 workers keep the device fed. On the CPU the model competes with
+    the workers for the same cores, so small machines decode in-process.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    if device.type == "cuda":
+        return min(8, cpus)
+    return 0 if cpus <= 4 else min(4, cpus // 4)

@@ -1,0 +1,44 @@
+"""Plain-text results tables: overall, many, medium and few-shot accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["format_per_class", "format_results"]
+
+COLUMNS = (("top1", "overall"), ("many", "many"), ("medium", "medium"), ("few", "few"))
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_results(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """A table with one row per named result: overall, many, medium, few (percent).
+
+    A missing or empty group prints as ``-``.
+    """
+    header = ["", *(title for _, title in COLUMNS)]
+    body = [[name, *(_cell(r.get(key)) for key, _ in COLUMNS)] for name, r in rows.items()]
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+    lines = []
+    for row in [header, *body]:
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:],
+                                                                         strict=True)]
+        lines.append("  ".join(cells))
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def format_per_class(
+    per_class: Sequence[float | None], class_names: Sequence[str], class_counts: Sequence[int]
+) -> str:
+    """Per-class accuracy with each class's training count, largest class first."""
+    order = sorted(range(len(class_names)), key=lambda c: -class_counts[c])
+    width = max(len(n) for n in class_names)
+    lines = [f"{'class'.ljust(width)}  {'train':>6}  {'acc':>6}"]
+    for c in order:
+        lines.append(f"{class_names[c].ljust(width)}  {class_counts[c]:>6}  "
+                     f"{_cell(per_class[c]):>6}")
+    return "\n".join(lines)
