@@ -6,6 +6,7 @@ change or delete the files (e.g. to check the error for a corrupt batch).
 
 - ``cifar10_root``: torchvision's ``cifar-10-batches-py`` layout, 20 random images per
   class in each of ``data_batch_1..5`` and ``test_batch`` (1000 train, 200 test).
+  ``cifar10_shared_root`` is the same, written once a session (read-only use).
 - ``cifar100_root``: ``cifar-100-python`` with 5 train and 2 test images per class.
 - ``image_folder_root``: ``train/<class>/*.png`` and ``test/<class>/*.png``, 3 classes.
 
@@ -55,10 +56,9 @@ def _cifar_batch(rng: np.random.RandomState, per_class: int, classes: int, label
             "filenames": [f"img_{i}.png" for i in range(len(labels))]}
 
 
-@pytest.fixture
-def cifar10_root(tmp_path: Path) -> Path:
-    """Folder holding a synthetic ``cifar-10-batches-py`` (1000 train, 200 test images)."""
-    folder = tmp_path / "cifar-10-batches-py"
+def write_cifar10(root: Path) -> Path:
+    """Write a synthetic ``cifar-10-batches-py`` under ``root``; returns ``root``."""
+    folder = root / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.RandomState(1234)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
@@ -67,7 +67,19 @@ def cifar10_root(tmp_path: Path) -> Path:
         _write_pickle(folder / name, batch)
     _write_pickle(folder / "batches.meta", {"label_names": CIFAR10_NAMES,
                                             "num_cases_per_batch": 10 * CIFAR10_PER_CLASS})
-    return tmp_path
+    return root
+
+
+@pytest.fixture
+def cifar10_root(tmp_path: Path) -> Path:
+    """Folder holding a synthetic ``cifar-10-batches-py`` (1000 train, 200 test images)."""
+    return write_cifar10(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def cifar10_shared_root(tmp_path_factory) -> Path:
+    """Like ``cifar10_root``, written once per session; tests must not change it."""
+    return write_cifar10(tmp_path_factory.mktemp("cifar10"))
 
 
 @pytest.fixture

@@ -294,7 +294,8 @@ def compress_schedule(cfg: Config, epochs: int) -> Config:
     ratio = epochs / cfg.train.epochs
     optim = dataclasses.replace(
         cfg.optim,
-        warmup_epochs=round(cfg.optim.warmup_epochs * ratio),
+        warmup_epochs=max(1, round(cfg.optim.warmup_epochs * ratio)) if cfg.optim.warmup_epochs
+        else 0,
         milestones=sorted({max(1, round(m * ratio)) for m in cfg.optim.milestones}),
     )
     out = dataclasses.replace(

@@ -99,7 +99,8 @@ class BalancedContrastiveLoss(nn.Module):
     drops the prototypes; both off is SupCon (Khosla et al., NeurIPS 2020).
 
     Cost: one (N x 2B) similarity matrix plus (C x 2B) per-class sums; no dense
-    one-hot, no loop over samples or classes. Computed in float32 even under autocast.
+    one-hot, no loop over samples or classes, no host synchronisation with
+    class-complement on. Computed in float32 even under autocast.
 
     Args:
         temperature: the softmax temperature T > 0 (0.1 on CIFAR, 0.07 on ImageNet).
@@ -156,14 +157,11 @@ class BalancedContrastiveLoss(nn.Module):
             assert prototypes is not None
             num_classes = prototypes.shape[0]
             contrast = torch.cat([anchors, prototypes])
-            contrast_labels = torch.cat(
-                [anchor_labels, torch.arange(num_classes, device=labels.device)]
-            )
         else:
             num_classes = int(labels.max()) + 1
-            contrast, contrast_labels = anchors, anchor_labels
-        # counts[k] = rows of class k in the contrast set.
-        counts = torch.bincount(contrast_labels, minlength=num_classes)
+            contrast = anchors
+        # counts[k] = rows of class k in the contrast set (2 n_k, plus its prototype).
+        counts = torch.bincount(anchor_labels, minlength=num_classes) + int(self.class_complement)
 
         # Similarities, contrast rows x anchor columns, shifted by each anchor's max.
         sim = contrast @ anchors.T / self.temperature  # (N, 2B)
@@ -172,20 +170,28 @@ class BalancedContrastiveLoss(nn.Module):
         exp_sim = (sim - shift).masked_fill(self_mask, float("-inf")).exp()
 
         if self.class_averaging:
+            # Per-class sums of exp-similarities: the anchors' rows by label, then the
+            # prototypes' rows, which are already in class order.
             class_exp = exp_sim.new_zeros(num_classes, n_anchor).index_add(
-                0, contrast_labels, exp_sim
+                0, anchor_labels, exp_sim[:n_anchor]
             )
-            # |A_ik| = counts[k] - [k == y_i]: the anchor leaves its own class.
-            sizes = counts.unsqueeze(1).repeat(1, n_anchor)
-            sizes[anchor_labels, torch.arange(n_anchor, device=sizes.device)] -= 1
-            denom = (class_exp / sizes.clamp(min=1)).sum(dim=0)
+            if self.class_complement:
+                class_exp = class_exp + exp_sim[n_anchor:]
+            # |A_ik| = counts[k] - [k == y_i]: the anchor leaves its own class, so its
+            # own class's sum is divided by counts - 1 instead of counts.
+            inv = 1.0 / counts.clamp(min=1).to(sim.dtype)
+            own_count = counts[anchor_labels].to(sim.dtype)
+            own_exp = class_exp.gather(0, anchor_labels.unsqueeze(0)).squeeze(0)
+            denom = inv @ class_exp + own_exp * (1.0 / (own_count - 1) - 1.0 / own_count)
         else:
             denom = exp_sim.sum(dim=0)
 
         # Sum of s_ip over positives from per-class feature sums: O(C D), not O(N 2B).
-        class_feat = contrast.new_zeros(num_classes, contrast.shape[1]).index_add(
-            0, contrast_labels, contrast
+        class_feat = anchors.new_zeros(num_classes, anchors.shape[1]).index_add(
+            0, anchor_labels, anchors
         )
+        if self.class_complement:
+            class_feat = class_feat + prototypes
         own = class_feat[anchor_labels]
         pos_sum = ((own * anchors).sum(1) - (anchors * anchors).sum(1)) / self.temperature
         pos_count = (counts[anchor_labels] - 1).to(sim.dtype)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,8 @@ class _RunLog:
     """``train.log`` plus the console, for the duration of a run."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.handlers = [logging.FileHandler(run_dir / "train.log"), logging.StreamHandler()]
+        self.handlers = [logging.FileHandler(run_dir / "train.log"),
+                         logging.StreamHandler(sys.stdout)]
         self.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(message)s",
                                                         "%Y-%m-%d %H:%M:%S"))
         for h in self.handlers:
@@ -145,6 +147,10 @@ def fit(
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if cfg.train.precision == "fp16" and dev.type != "cuda":
+        raise BalconError("train.precision fp16 needs CUDA; use bf16 or off on the CPU")
     train_set, test_set = load_image_sets(cfg.data, data_dir, download=download)
     counts = train_set.class_counts()
     if _resume_state is None and run_dir.exists() and any(run_dir.iterdir()):
@@ -195,9 +201,10 @@ def fit(
             stats = train_one_epoch(model, train_loader, objective, optimizer, scaler, dev,
                                     cfg.train.precision, desc=f"epoch {epoch + 1}/{epochs}")
             LOG.info("epoch %d/%d lr %.4g loss %.4f (cls %.4f, con %s) train-acc %.2f "
-                     "%.0f img/s %.1fs", epoch + 1, epochs, lr, stats["loss"],
+                     "%.0f img/s %.1fs (data wait %.0f%%)", epoch + 1, epochs, lr, stats["loss"],
                      stats["loss_cls"], _fmt(stats["loss_con"], ".4f"), stats["train_acc"],
-                     stats["images_per_s"], stats["train_seconds"])
+                     stats["images_per_s"], stats["train_seconds"],
+                     100 * stats["data_wait_share"])
             if not math.isfinite(stats["loss"]):
                 raise BalconError(
                     f"training diverged at epoch {epoch + 1} (loss {stats['loss']}); lower "

@@ -68,7 +68,10 @@ def train_one_epoch(
     precision: str,
     desc: str = "train",
 ) -> dict[str, float]:
-    """Train for one pass over ``loader``; returns mean losses, accuracy and images/s.
+    """Train for one pass over ``loader``; returns mean losses, accuracy and speed.
+
+    Speed: ``images_per_s`` (training images, each with all its views) and
+    ``data_wait_share``, the fraction of the epoch spent waiting for the loader.
 
     Each batch is ``(views, labels)`` with 1 view (classifier only) or 3 (view 1 to
     the classifier, views 2 and 3 to the contrastive loss). All views go through
@@ -77,9 +80,14 @@ def train_one_epoch(
     model.train()
     sums = torch.zeros(4, device=device)  # loss, classifier loss, contrastive loss, correct
     seen = 0
+    waited = 0.0  # seconds spent waiting for the data loader
     start = time.perf_counter()
     bar = _progress(loader, desc)
-    for step, (views, labels) in enumerate(bar):
+    batches = iter(bar)
+    for step in range(len(loader)):
+        tick = time.perf_counter()
+        views, labels = next(batches)
+        waited += time.perf_counter() - tick
         labels = labels.to(device, non_blocking=True)
         images = torch.cat(views).to(device, non_blocking=True)
         batch = labels.shape[0]
@@ -124,6 +132,7 @@ def train_one_epoch(
         "train_acc": 100.0 * correct,
         "images_per_s": seen / elapsed,
         "train_seconds": elapsed,
+        "data_wait_share": waited / elapsed,
     }
 
 

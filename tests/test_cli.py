@@ -1,0 +1,102 @@
+"""The command line: presets, and one-line errors with exit status 2 for bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from balcon.cli import main
+
+
+def run_error(capsys, args: list[str]) -> str:
+    """Run ``balcon args``; assert exit status 2 and a one-line message; return it."""
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("balcon: error: ")
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_presets_list_and_show(capsys):
+    assert main(["presets"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert "cifar100-lt-r100-400ep" in listed and len(listed) == 13
+    assert main(["presets", "show", "cifar10-lt-r50"]) == 0
+    assert "imbalance: 50.0" in capsys.readouterr().out
+
+
+def test_unknown_preset(capsys):
+    assert "unknown preset 'cifar10-lt-r99'" in run_error(
+        capsys, ["presets", "show", "cifar10-lt-r99"])
+    assert "balcon presets" in run_error(
+        capsys, ["train", "--preset", "cifar10-lt-r99", "--data-dir", "."])
+
+
+def test_missing_data_folder(capsys, tmp_path: Path):
+    missing = tmp_path / "nowhere"
+    err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(missing),
+                             "--out", str(tmp_path / "run")])
+    assert str(missing) in err and "--download" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_override_key_and_value(capsys, tmp_path: Path):
+    base = ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(tmp_path)]
+    assert "optim.lrate" in run_error(capsys, [*base, "--set", "optim.lrate=0.1"])
+    assert "optim.lr must be a number" in run_error(capsys, [*base, "--set", "optim.lr=x"])
+    assert "train.epochs" in run_error(capsys, [*base, "--set", "train.epochs=0"])
+
+
+def test_unreadable_and_foreign_checkpoints(capsys, tmp_path: Path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    assert "garbage.pt is unreadable" in run_error(capsys, ["eval", "--checkpoint",
+                                                            str(garbage)])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    assert "not a balcon-checkpoint" in run_error(capsys, ["eval", "--checkpoint", str(foreign)])
+    assert "does not exist" in run_error(capsys, ["eval", "--checkpoint",
+                                                  str(tmp_path / "none.pt")])
+
+
+def test_resume_needs_a_run_directory(capsys, tmp_path: Path):
+    assert "no last.pt" in run_error(capsys, ["train", "--resume", str(tmp_path)])
+
+
+def test_existing_run_directory_is_not_overwritten(capsys, tmp_path: Path,
+                                                   cifar10_shared_root: Path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("keep me")
+    err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir",
+                             str(cifar10_shared_root), "--out", str(run)])
+    assert "not empty" in err and "--resume" in err
+    assert (run / "notes.txt").read_text() == "keep me"
+
+
+def test_corrupt_image_during_training(capsys, tmp_path: Path, image_folder_root: Path):
+    bad = image_folder_root / "train" / "a" / "0.png"
+    bad.write_bytes(b"\x89PNG broken")
+    err = run_error(capsys, [
+        "train", "--preset", "cifar10-lt-r100", "--data-dir", str(image_folder_root),
+        "--out", str(tmp_path / "run"), "--set", "data.dataset=imagefolder",
+        "--set", "data.imbalance=null", "--set", "model.encoder=resnet8",
+        "--set", "train.epochs=1", "--set", "data.num_workers=1"])
+    assert "0.png" in err and "replace or remove" in err
+
+
+def test_fp16_on_cpu_is_refused(capsys, tmp_path: Path, cifar10_shared_root: Path):
+    err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir",
+                             str(cifar10_shared_root), "--out", str(tmp_path / "run"),
+                             "--device", "cpu", "--set", "train.precision=fp16",
+                             "--set", "model.encoder=resnet8"])
+    assert "fp16 needs CUDA" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_cuda_device_without_cuda(capsys, tmp_path: Path):
+    err = run_error(capsys, ["eval", "--checkpoint", str(tmp_path / "x.pt"), "--device",
+                             "cuda"])
+    assert "does not exist" in err or "CUDA is not available" in err

@@ -1,0 +1,170 @@
+"""Training runs end to end on synthetic CIFAR files: files, resume, workers, eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from balcon.cli import main
+from balcon.config import apply_overrides, load_preset
+from balcon.data import longtail_counts
+from balcon.engine import fit, load_checkpoint, lr_at, make_objective
+from balcon.engine.fit import evaluate_checkpoint
+
+#: A tiny but complete run: ResNet-8, imbalance 10 over the synthetic 100-per-class set.
+TINY = [
+    "model.encoder=resnet8",
+    "model.head_hidden=32",
+    "model.head_dim=16",
+    "data.imbalance=10",
+    "train.epochs=2",
+    "train.batch_size=64",
+    "train.eval_every=1",
+    "data.num_workers=0",
+]
+
+
+def tiny_config(*extra: str):
+    return apply_overrides(load_preset("cifar10-lt-r100"), [*TINY, *extra])
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "last.pt")["model"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, cifar10_shared_root: Path) -> Path:
+    """One uninterrupted two-epoch run, made through the command line."""
+    root = cifar10_shared_root
+    run = tmp_path_factory.mktemp("runs") / "full"
+    args = ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(root), "--out", str(run)]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 0
+    return run
+
+
+def test_run_directory_holds_every_file(finished_run: Path, capsys):
+    for name in ("config.yaml", "train.log", "metrics.jsonl", "last.pt", "best.pt",
+                 "summary.json", "curves.png"):
+        assert (finished_run / name).is_file(), name
+    records = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text()
+               .splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for key in ("lr", "loss", "loss_cls", "loss_con", "top1", "top5", "top5_k", "many",
+                "medium", "few", "per_class", "images_per_s"):
+        assert key in records[-1], key
+    assert len(records[-1]["per_class"]) == 10
+    assert records[-1]["top5_k"] == 5
+    # imbalance 10 over 100 images a class: 100, 77..21 (medium), 16, 12, 10 (few), and
+    # no class over 100: the empty many-shot group is null, never 0 or NaN
+    assert records[-1]["many"] is None
+    assert records[-1]["medium"] is not None and records[-1]["few"] is not None
+    assert '"many": null' in (finished_run / "metrics.jsonl").read_text()
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["last"]["epoch"] == 2
+    assert summary["best"]["top1"] == max(r["top1"] for r in records)
+    log = (finished_run / "train.log").read_text()
+    assert "epoch 2/2" in log and "eval epoch 2" in log
+    saved = load_checkpoint(finished_run / "last.pt")
+    assert saved["class_names"][0] == "airplane"
+    assert saved["class_counts"] == longtail_counts(100, 10, 10)
+    assert saved["epoch"] == 2 and saved["config"]["model"]["encoder"] == "resnet8"
+
+
+def test_resume_equals_uninterrupted_run(finished_run: Path, tmp_path: Path):
+    data_dir = load_checkpoint(finished_run / "last.pt")["data_dir"]
+    cut = tmp_path / "cut"
+    fit(tiny_config(), data_dir, cut, stop_after=1)
+    assert load_checkpoint(cut / "last.pt")["epoch"] == 1
+    assert main(["train", "--resume", str(cut)]) == 0
+    assert_same_weights(weights(cut), weights(finished_run))
+    full = (finished_run / "metrics.jsonl").read_text().splitlines()
+    resumed = (cut / "metrics.jsonl").read_text().splitlines()
+    strip = ("images_per_s", "train_seconds")
+    assert [{k: v for k, v in json.loads(x).items() if k not in strip} for x in full] == \
+        [{k: v for k, v in json.loads(x).items() if k not in strip} for x in resumed]
+
+
+def test_same_weights_with_zero_and_two_workers(finished_run: Path, tmp_path: Path):
+    data_dir = load_checkpoint(finished_run / "last.pt")["data_dir"]
+    two = tmp_path / "two"
+    fit(tiny_config("data.num_workers=2"), data_dir, two, stop_after=1)
+    zero = tmp_path / "zero"
+    fit(tiny_config(), data_dir, zero, stop_after=1)
+    assert_same_weights(weights(two), weights(zero))
+
+
+def test_eval_reproduces_logged_metrics(finished_run: Path, tmp_path: Path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(finished_run / "last.pt"), "--out", str(out),
+                 "--per-class"]) == 0
+    printed = capsys.readouterr().out
+    assert "overall" in printed and "many" in printed and "airplane" in printed
+    got = json.loads(out.read_text())
+    logged = json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("top1", "top5", "many", "medium", "few", "per_class"):
+        assert got[key] == logged[key], key
+    assert got["class_names"][9] == "truck"
+    # default output path: beside the checkpoint
+    assert main(["eval", "--checkpoint", str(finished_run / "best.pt")]) == 0
+    assert (finished_run / "best-eval.json").is_file()
+
+
+def test_eval_of_checkpoint_from_cuda_style_state(finished_run: Path):
+    """A checkpoint loads onto the CPU whatever device it came from (map_location)."""
+    metrics = evaluate_checkpoint(finished_run / "last.pt", device="cpu")
+    assert metrics["epoch"] == 2 and metrics["test_images"] == 200
+
+
+@pytest.mark.parametrize("method", ["ce", "la", "supcon", "bcl-no-averaging",
+                                    "bcl-no-complement"])
+def test_every_method_trains(finished_run: Path, tmp_path: Path, method: str):
+    data_dir = load_checkpoint(finished_run / "last.pt")["data_dir"]
+    cfg = tiny_config(f"loss.method={method}", "train.epochs=1")
+    result = fit(cfg, data_dir, tmp_path / method)
+    record = json.loads((tmp_path / method / "metrics.jsonl").read_text())
+    assert result.summary["last"]["epoch"] == 1
+    assert (record["loss_con"] is None) == (method in ("ce", "la"))
+
+
+def test_objectives_of_methods():
+    counts = [50, 20, 5]
+    ce = make_objective(tiny_config("loss.method=ce").loss, counts)
+    assert ce.classifier_loss.tau == 0.0 and not ce.contrastive
+    la = make_objective(tiny_config("loss.method=la").loss, counts)
+    assert la.classifier_loss.tau == 1.0 and not la.contrastive
+    bcl = make_objective(tiny_config().loss, counts)
+    assert bcl.contrastive_loss.class_averaging and bcl.contrastive_loss.class_complement
+    assert (bcl.alpha, bcl.beta) == (2.0, 0.6)
+    sup = make_objective(tiny_config("loss.method=supcon").loss, counts)
+    assert not sup.contrastive_loss.class_averaging
+    assert not sup.contrastive_loss.class_complement
+
+
+def test_lr_schedule_matches_recipe():
+    optim = load_preset("cifar10-lt-r100").optim
+    lrs = [lr_at(optim, e, 200) for e in range(200)]
+    assert lrs[:5] == pytest.approx([0.03, 0.06, 0.09, 0.12, 0.15])
+    assert lrs[5] == lrs[159] == pytest.approx(0.15)
+    assert lrs[160] == lrs[179] == pytest.approx(0.015)
+    assert lrs[180] == lrs[199] == pytest.approx(0.0015)
+    cosine = apply_overrides(load_preset("cifar10-lt-r100"), ["optim.schedule=cosine"]).optim
+    assert lr_at(cosine, 5, 200) == pytest.approx(0.15)
+    assert lr_at(cosine, 199, 200) < 1e-3
+
+
+def test_demo_trains_and_prints_table(tmp_path: Path, capsys):
+    assert main(["demo", "--epochs", "1", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "overall" in out and "medium" in out and str(tmp_path / "demo") in out
+    assert (tmp_path / "demo" / "best.pt").is_file()
