@@ -100,3 +100,11 @@ def test_cuda_device_without_cuda(capsys, tmp_path: Path):
     err = run_error(capsys, ["eval", "--checkpoint", str(tmp_path / "x.pt"), "--device",
                              "cuda"])
     assert "does not exist" in err or "CUDA is not available" in err
+
+
+def test_out_is_a_file(capsys, tmp_path: Path, cifar10_shared_root: Path):
+    out = tmp_path / "file.txt"
+    out.write_text("keep")
+    err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir",
+                             str(cifar10_shared_root), "--out", str(out)])
+    assert "is a file" in err and out.read_text() == "keep"

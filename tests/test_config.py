@@ -113,3 +113,8 @@ def test_compress_schedule_scales_warmup_and_steps():
     assert cfg.optim.warmup_epochs == 1 and cfg.optim.milestones == [40, 45]
     cfg = compress_schedule(load_preset("cifar10-lt-r100"), 15)
     assert cfg.optim.warmup_epochs == 1 and cfg.optim.milestones == [12, 14]
+    cfg = compress_schedule(load_preset("cifar10-lt-r100"), 5)
+    assert cfg.optim.milestones == [4, 4]  # both decays kept: lr ends at 0.01x
+    from balcon.engine import lr_at
+
+    assert lr_at(cfg.optim, 4, 5) == pytest.approx(0.15 * 0.01)

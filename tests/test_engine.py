@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from balcon.cli import main
 from balcon.config import apply_overrides, load_preset
 from balcon.data import longtail_counts
-from balcon.engine import fit, load_checkpoint, lr_at, make_objective
+from balcon.engine import fit, load_checkpoint, lr_at, make_objective, resume, save_checkpoint
 from balcon.engine.fit import evaluate_checkpoint
 
 #: A tiny but complete run: ResNet-8, imbalance 10 over the synthetic 100-per-class set.
@@ -106,8 +107,9 @@ def test_same_weights_with_zero_and_two_workers(finished_run: Path, tmp_path: Pa
 
 def test_eval_reproduces_logged_metrics(finished_run: Path, tmp_path: Path, capsys):
     out = tmp_path / "eval.json"
+    csv_path = tmp_path / "predictions.csv"
     assert main(["eval", "--checkpoint", str(finished_run / "last.pt"), "--out", str(out),
-                 "--per-class"]) == 0
+                 "--per-class", "--predictions", str(csv_path)]) == 0
     printed = capsys.readouterr().out
     assert "overall" in printed and "many" in printed and "airplane" in printed
     got = json.loads(out.read_text())
@@ -115,6 +117,10 @@ def test_eval_reproduces_logged_metrics(finished_run: Path, tmp_path: Path, caps
     for key in ("top1", "top5", "many", "medium", "few", "per_class"):
         assert got[key] == logged[key], key
     assert got["class_names"][9] == "truck"
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == 200 and rows[0]["source"] == "test[0]"
+    assert 100 * sum(int(r["correct"]) for r in rows) / 200 == pytest.approx(got["top1"])
+    assert all(r["label_name"] == got["class_names"][int(r["label"])] for r in rows)
     # default output path: beside the checkpoint
     assert main(["eval", "--checkpoint", str(finished_run / "best.pt")]) == 0
     assert (finished_run / "best-eval.json").is_file()
@@ -122,8 +128,9 @@ def test_eval_reproduces_logged_metrics(finished_run: Path, tmp_path: Path, caps
 
 def test_eval_of_checkpoint_from_cuda_style_state(finished_run: Path):
     """A checkpoint loads onto the CPU whatever device it came from (map_location)."""
-    metrics = evaluate_checkpoint(finished_run / "last.pt", device="cpu")
+    metrics, predictions = evaluate_checkpoint(finished_run / "last.pt", device="cpu")
     assert metrics["epoch"] == 2 and metrics["test_images"] == 200
+    assert predictions.logits.shape == (200, 10) and len(predictions.sources) == 200
 
 
 @pytest.mark.parametrize("method", ["ce", "la", "supcon", "bcl-no-averaging",
@@ -168,3 +175,38 @@ def test_demo_trains_and_prints_table(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert "overall" in out and "medium" in out and str(tmp_path / "demo") in out
     assert (tmp_path / "demo" / "best.pt").is_file()
+
+
+def test_eval_of_fp16_checkpoint_on_cpu(finished_run: Path, tmp_path: Path):
+    """A checkpoint trained with fp16 (CUDA) evaluates on the CPU in float32."""
+    state = load_checkpoint(finished_run / "last.pt")
+    state["config"]["train"]["precision"] = "fp16"
+    path = tmp_path / "fp16.pt"
+    save_checkpoint(path, state)
+    metrics, _ = evaluate_checkpoint(path, device="cpu")
+    logged = json.loads((finished_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert metrics["top1"] == logged["top1"]
+
+
+def test_resume_survives_a_cut_metrics_line(finished_run: Path, tmp_path: Path):
+    data_dir = load_checkpoint(finished_run / "last.pt")["data_dir"]
+    cut = tmp_path / "cut"
+    fit(tiny_config(), data_dir, cut, stop_after=1)
+    with (cut / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "top1": 1')  # killed in the middle of a write
+    resume(cut)
+    assert_same_weights(weights(cut), weights(finished_run))
+    assert [json.loads(x)["epoch"] for x in (cut / "metrics.jsonl").read_text().splitlines()] \
+        == [1, 2]
+
+
+def test_resume_with_other_data_is_refused(finished_run: Path, tmp_path: Path, capsys,
+                                           image_folder_root: Path):
+    data_dir = load_checkpoint(finished_run / "last.pt")["data_dir"]
+    cut = tmp_path / "cut"
+    fit(tiny_config(), data_dir, cut, stop_after=1)
+    before = (cut / "last.pt").read_bytes()
+    assert main(["train", "--resume", str(cut), "--data-dir", str(image_folder_root)]) == 2
+    err = capsys.readouterr().err
+    assert "not the data it was trained on" in err or "cifar-10-batches-py" in err
+    assert (cut / "last.pt").read_bytes() == before

@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", help="data folder (default: the one it was trained on)")
     ev.add_argument("--out", help="JSON file to write (default: beside the checkpoint)")
     ev.add_argument("--per-class", action="store_true", help="also print per-class accuracy")
+    ev.add_argument("--predictions", metavar="FILE.csv",
+                    help="also write one CSV row per test image (true, predicted, confidence)")
     _common(ev)
 
     de = sub.add_parser("demo", help="train on long-tailed bundled digits (no download)")
@@ -128,9 +130,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from balcon.engine import evaluate_checkpoint
-    from balcon.report import format_per_class, format_results
+    from balcon.report import format_per_class, format_results, write_predictions
 
-    metrics = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, device=args.device)
+    metrics, predictions = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir,
+                                               device=args.device)
     print(format_results({f"epoch {metrics['epoch']}": metrics}))
     if args.per_class:
         print()
@@ -143,6 +146,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except OSError as err:
         raise BalconError(f"cannot write {out} ({err.strerror}); choose another --out") from None
     print(f"\nwrote {out}")
+    if args.predictions:
+        try:
+            print(f"wrote {write_predictions(predictions, args.predictions)}")
+        except OSError as err:
+            raise BalconError(f"cannot write {args.predictions} ({err.strerror}); choose "
+                              "another --predictions path") from None
     return 0
 
 

@@ -54,7 +54,7 @@ class DataConfig:
     """Where the images come from and how they are made long-tailed and augmented."""
 
     dataset: str = "cifar10"
-    imbalance: float | None = 100.0
+    imbalance: float | None = None
     profile: str = "exp"
     subsample_seed: int = 0
     image_size: int = 32
@@ -296,7 +296,7 @@ def compress_schedule(cfg: Config, epochs: int) -> Config:
         cfg.optim,
         warmup_epochs=max(1, round(cfg.optim.warmup_epochs * ratio)) if cfg.optim.warmup_epochs
         else 0,
-        milestones=sorted({max(1, round(m * ratio)) for m in cfg.optim.milestones}),
+        milestones=sorted(max(1, round(m * ratio)) for m in cfg.optim.milestones),
     )
     out = dataclasses.replace(
         cfg, optim=optim, train=dataclasses.replace(cfg.train, epochs=epochs)

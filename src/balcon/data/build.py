@@ -44,6 +44,10 @@ def load_image_sets(
             max(train.class_counts()), train.num_classes, data.imbalance, data.profile
         )
         train = train.subset(longtail_indices(train.labels, counts, data.subsample_seed))
+    if train.num_classes < 2:
+        raise BalconError(
+            f"{data_dir} holds {train.num_classes} class; a classifier needs at least 2"
+        )
     empty = [train.class_names[c] for c, n in enumerate(train.class_counts()) if n == 0]
     if empty:
         raise BalconError(

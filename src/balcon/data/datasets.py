@@ -72,7 +72,7 @@ class MultiViewDataset(Dataset):
         seed = sample_seed(self.seed, epoch, index)
         py_state = random.getstate()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             random.seed(seed)
             out = [view(img) for view in self.views]
         random.setstate(py_state)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from balcon.data.longtail import longtail_indices
 from balcon.errors import BalconError
 
 __all__ = [
@@ -255,13 +256,7 @@ def load_digits(
                     for im in raw])
     pixels = np.repeat(big[..., None], 3, axis=3)
     labels = bunch.target.astype(np.int64)
-    rng = np.random.RandomState(seed)
-    test_idx = []
-    for cls in range(10):
-        idx = np.where(labels == cls)[0]
-        rng.shuffle(idx)
-        test_idx.append(idx[:test_per_class])
-    test = np.sort(np.concatenate(test_idx))
+    test = np.sort(longtail_indices(labels, [test_per_class] * 10, seed))
     train = np.setdiff1d(np.arange(len(labels)), test)
     full = ImageSet(labels=labels, class_names=[str(d) for d in range(10)], pixels=pixels)
     return full.subset(train), full.subset(test)

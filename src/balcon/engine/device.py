@@ -10,7 +10,14 @@ import torch
 
 from balcon.errors import BalconError
 
-__all__ = ["autocast", "default_num_workers", "make_grad_scaler", "resolve_device"]
+__all__ = [
+    "autocast",
+    "check_precision",
+    "default_num_workers",
+    "inference_precision",
+    "make_grad_scaler",
+    "resolve_device",
+]
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -33,6 +40,17 @@ def resolve_device(name: str | None = None) -> torch.device:
     return device
 
 
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse a precision the device cannot train with (fp16 needs CUDA)."""
+    if precision == "fp16" and device.type != "cuda":
+        raise BalconError("train.precision fp16 needs CUDA; use bf16 or off on the CPU")
+
+
+def inference_precision(device: torch.device, precision: str) -> str:
+    """The precision to predict with: a run's own, except fp16 on the CPU (then off)."""
+    return "off" if precision == "fp16" and device.type != "cuda" else precision
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
     """Autocast to bf16 or fp16 per ``precision`` (``off``: full float32)."""
@@ -40,8 +58,7 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
         return
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    if device.type == "cpu" and dtype == torch.float16:
-        raise BalconError("train.precision fp16 needs CUDA; use bf16 or off on the CPU")
+    check_precision(device, precision)
     with torch.autocast(device.type, dtype=dtype):
         yield
 

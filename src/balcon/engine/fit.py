@@ -32,14 +32,20 @@ from balcon.data import (
     make_train_dataset,
 )
 from balcon.engine.checkpoint import load_checkpoint, save_checkpoint
-from balcon.engine.device import default_num_workers, make_grad_scaler, resolve_device
+from balcon.engine.device import (
+    check_precision,
+    default_num_workers,
+    inference_precision,
+    make_grad_scaler,
+    resolve_device,
+)
 from balcon.engine.metrics import classification_metrics
 from balcon.engine.schedule import lr_at
 from balcon.engine.steps import make_objective, predict, train_one_epoch
 from balcon.errors import BalconError
 from balcon.models import BCLModel, build_model
 
-__all__ = ["RunResult", "evaluate_checkpoint", "fit", "resume"]
+__all__ = ["Predictions", "RunResult", "evaluate_checkpoint", "fit", "resume"]
 
 LOG = logging.getLogger("balcon")
 EVAL_BATCH = 256
@@ -53,12 +59,20 @@ class RunResult:
     summary: dict[str, Any]
 
 
+@dataclass
+class Predictions:
+    """Raw logits of a test set, with the true labels and where each image came from."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    sources: list[str]
+    class_names: list[str]
+
+
 def _make_loaders(
     cfg: Config, train: ImageSet, test: ImageSet, contrastive: bool, device: torch.device
 ) -> tuple[DataLoader, DataLoader, EpochSampler]:
-    workers = cfg.data.num_workers
-    if workers is None:
-        workers = default_num_workers(device)
+    workers = _num_workers(cfg, device)
     common = dict(num_workers=workers, pin_memory=device.type == "cuda",
                   persistent_workers=workers > 0)
     sampler = EpochSampler(len(train), seed=cfg.train.seed)
@@ -69,10 +83,13 @@ def _make_loaders(
     return train_loader, _eval_loader(cfg, test, device), sampler
 
 
-def _eval_loader(cfg: Config, test: ImageSet, device: torch.device) -> DataLoader:
+def _num_workers(cfg: Config, device: torch.device) -> int:
     workers = cfg.data.num_workers
-    if workers is None:
-        workers = default_num_workers(device)
+    return default_num_workers(device) if workers is None else workers
+
+
+def _eval_loader(cfg: Config, test: ImageSet, device: torch.device) -> DataLoader:
+    workers = _num_workers(cfg, device)
     return DataLoader(make_eval_dataset(test, cfg.data), batch_size=EVAL_BATCH, shuffle=False,
                       num_workers=workers, pin_memory=device.type == "cuda",
                       persistent_workers=workers > 0)
@@ -97,7 +114,7 @@ class _RunLog:
                                                         "%Y-%m-%d %H:%M:%S"))
         for h in self.handlers:
             LOG.addHandler(h)
-        self.level = LOG.level
+        self.level, self.propagate = LOG.level, LOG.propagate
         LOG.setLevel(logging.INFO)
         LOG.propagate = False
 
@@ -106,6 +123,7 @@ class _RunLog:
             LOG.removeHandler(h)
             h.close()
         LOG.setLevel(self.level)
+        LOG.propagate = self.propagate
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -124,11 +142,42 @@ def _read_records(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
     """Evaluation records of ``metrics.jsonl`` up to an epoch (later ones are dropped)."""
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    kept = [r for r in records if r["epoch"] <= up_to_epoch]
-    if len(kept) != len(records):
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short when a run was killed
+            continue
+        if isinstance(record, dict) and record.get("epoch", up_to_epoch + 1) <= up_to_epoch:
+            kept.append(record)
+    if len(kept) != len(lines):
         path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     return kept
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BalconError(f"--out {run_dir} is a file; give a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise BalconError(
+            f"run directory {run_dir} is not empty; choose another --out, or continue it "
+            f"with balcon train --resume {run_dir}"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BalconError(f"cannot create run directory {run_dir} ({err.strerror}); "
+                          "choose another --out") from None
+
+
+def _check_resume_data(state: dict[str, Any], train_set: ImageSet, run_dir: Path) -> None:
+    if state["class_names"] != train_set.class_names or \
+            state["class_counts"] != train_set.class_counts():
+        raise BalconError(
+            f"the data given to resume {run_dir} is not the data it was trained on (other "
+            "classes or class counts); point --data-dir at the original data"
+        )
 
 
 def fit(
@@ -149,26 +198,29 @@ def fit(
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if cfg.train.precision == "fp16" and dev.type != "cuda":
-        raise BalconError("train.precision fp16 needs CUDA; use bf16 or off on the CPU")
+    check_precision(dev, cfg.train.precision)
     train_set, test_set = load_image_sets(cfg.data, data_dir, download=download)
     counts = train_set.class_counts()
-    if _resume_state is None and run_dir.exists() and any(run_dir.iterdir()):
-        raise BalconError(
-            f"run directory {run_dir} is not empty; choose another --out, or continue it "
-            f"with balcon train --resume {run_dir}"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if _resume_state is None:
+        _check_new_run_dir(run_dir)
+    else:
+        _check_resume_data(_resume_state, train_set, run_dir)
     objective = make_objective(cfg.loss, counts)
     objective.classifier_loss.to(dev)
     model, optimizer = _build(cfg, train_set.num_classes, dev)
     scaler = make_grad_scaler(dev, cfg.train.precision)
     start_epoch = 0
     if _resume_state is not None:
-        model.load_state_dict(_resume_state["model"])
-        optimizer.load_state_dict(_resume_state["optimizer"])
-        scaler.load_state_dict(_resume_state["scaler"])
-        torch.set_rng_state(_resume_state["rng"])
+        try:
+            model.load_state_dict(_resume_state["model"])
+            optimizer.load_state_dict(_resume_state["optimizer"])
+            scaler.load_state_dict(_resume_state["scaler"])
+            torch.set_rng_state(_resume_state["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError):
+            raise BalconError(
+                f"{run_dir / 'last.pt'} does not fit the model and optimizer its config "
+                "describes; it is incompatible (start a new run)"
+            ) from None
         start_epoch = int(_resume_state["epoch"])
     else:
         (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
@@ -224,11 +276,12 @@ def fit(
                 LOG.info("eval epoch %d: top1 %.2f top%d %.2f many %s medium %s few %s",
                          done, record["top1"], record["top5_k"], record["top5"],
                          _fmt(record["many"]), _fmt(record["medium"]), _fmt(record["few"]))
-                if record["top1"] > best_top1:
-                    best_top1 = record["top1"]
+            save_checkpoint(run_dir / "last.pt", state)
+            if records and records[-1]["epoch"] == done:
+                if records[-1]["top1"] > best_top1:
+                    best_top1 = records[-1]["top1"]
                     save_checkpoint(run_dir / "best.pt", state)
                 (run_dir / "summary.json").write_text(json.dumps(_summary(records), indent=2))
-            save_checkpoint(run_dir / "last.pt", state)
     finally:
         log.close()
     summary = _summary(records) if records else {}
@@ -254,8 +307,9 @@ def resume(
 
 def evaluate_checkpoint(
     path: str | Path, data_dir: str | Path | None = None, device: str | None = None
-) -> dict[str, Any]:
-    """Test-set metrics of a checkpoint, with its class names and epoch."""
+) -> tuple[dict[str, Any], Predictions]:
+    """Test-set metrics of a checkpoint (with its class names and epoch), and its predictions.
+    """
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"], source=str(path))
     dev = resolve_device(device)
@@ -277,9 +331,11 @@ def evaluate_checkpoint(
     model.to(dev)
     loader = _eval_loader(cfg, test_set, dev)
     started = time.perf_counter()
-    logits, labels = predict(model, loader, dev, cfg.train.precision)
+    logits, labels = predict(model, loader, dev, inference_precision(dev, cfg.train.precision))
     metrics = classification_metrics(logits, labels, state["class_counts"])
+    sources = test_set.paths or [f"test[{i}]" for i in range(len(test_set))]
+    predictions = Predictions(logits, labels, list(sources), names)
     return {"checkpoint": str(path), "epoch": state["epoch"], "config": cfg.name,
             "method": cfg.loss.method, "test_images": len(labels),
             "seconds": time.perf_counter() - started, **metrics,
-            "class_names": names, "class_counts": state["class_counts"]}
+            "class_names": names, "class_counts": state["class_counts"]}, predictions

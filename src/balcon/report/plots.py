@@ -22,7 +22,12 @@ def plot_curves(run_dir: str | Path) -> Path | None:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return None
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # blank, or cut short when a run was killed
+            continue
     if not records:
         return None
     epochs = [r["epoch"] for r in records]
@@ -34,7 +39,8 @@ def plot_curves(run_dir: str | Path) -> Path | None:
     axes[0].set(title="test accuracy (%)", xlabel="epoch")
     axes[0].legend()
     for key in ("loss", "loss_cls", "loss_con"):
-        points = [(e, r[key]) for e, r in zip(epochs, records, strict=True) if r.get(key)]
+        points = [(e, r[key]) for e, r in zip(epochs, records, strict=True)
+                  if r.get(key) is not None]
         if points:
             axes[1].plot(*zip(*points, strict=True), marker="o", label=key)
     axes[1].set(title="training loss", xlabel="epoch")

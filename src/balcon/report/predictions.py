@@ -1,0 +1,35 @@
+"""Per-image predictions as CSV."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from balcon.engine import Predictions
+
+__all__ = ["write_predictions"]
+
+
+def write_predictions(predictions: Predictions, path: str | Path) -> Path:
+    """Write one row per test image: source, true and predicted class, confidence.
+
+    Columns: ``source`` (file path, or ``test[i]`` for in-memory data), ``label``,
+    ``label_name``, ``prediction``, ``prediction_name``, ``confidence`` (softmax
+    probability of the predicted class) and ``correct`` (0 or 1).
+    """
+    path = Path(path)
+    probs = predictions.logits.float().softmax(dim=1)
+    confidence, predicted = probs.max(dim=1)
+    names = predictions.class_names
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["source", "label", "label_name", "prediction", "prediction_name",
+                         "confidence", "correct"])
+        for source, label, pred, conf in zip(predictions.sources, predictions.labels.tolist(),
+                                             predicted.tolist(), confidence.tolist(),
+                                             strict=True):
+            writer.writerow([source, label, names[label], pred, names[pred], f"{conf:.6f}",
+                             int(label == pred)])
+    return path
