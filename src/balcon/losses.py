@@ -163,20 +163,20 @@ class BalancedContrastiveLoss(nn.Module):
         # counts[k] = rows of class k in the contrast set (2 n_k, plus its prototype).
         counts = torch.bincount(anchor_labels, minlength=num_classes) + int(self.class_complement)
 
-        # Similarities, contrast rows x anchor columns, shifted by each anchor's max.
-        sim = contrast @ anchors.T / self.temperature  # (N, 2B)
-        shift = sim.max(dim=0).values.detach()
+        # Similarities, contrast rows x anchor columns, shifted by each anchor's max; the
+        # in-place steps are safe for autograd (none of them saves its input) and keep
+        # one (N, 2B) buffer alive instead of four.
+        sim = (contrast @ anchors.T).div_(self.temperature)  # (N, 2B)
+        shift = sim.detach().max(dim=0).values
         self_mask = torch.eye(*sim.shape, dtype=torch.bool, device=sim.device)
-        exp_sim = (sim - shift).masked_fill(self_mask, float("-inf")).exp()
+        exp_sim = sim.sub_(shift).masked_fill_(self_mask, float("-inf")).exp()
 
         if self.class_averaging:
             # Per-class sums of exp-similarities: the anchors' rows by label, then the
             # prototypes' rows, which are already in class order.
-            class_exp = exp_sim.new_zeros(num_classes, n_anchor).index_add(
-                0, anchor_labels, exp_sim[:n_anchor]
-            )
-            if self.class_complement:
-                class_exp = class_exp + exp_sim[n_anchor:]
+            start = exp_sim[n_anchor:] if self.class_complement else \
+                exp_sim.new_zeros(num_classes, n_anchor)
+            class_exp = start.index_add(0, anchor_labels, exp_sim[:n_anchor])
             # |A_ik| = counts[k] - [k == y_i]: the anchor leaves its own class, so its
             # own class's sum is divided by counts - 1 instead of counts.
             inv = 1.0 / counts.clamp(min=1).to(sim.dtype)
@@ -187,11 +187,9 @@ class BalancedContrastiveLoss(nn.Module):
             denom = exp_sim.sum(dim=0)
 
         # Sum of s_ip over positives from per-class feature sums: O(C D), not O(N 2B).
-        class_feat = anchors.new_zeros(num_classes, anchors.shape[1]).index_add(
-            0, anchor_labels, anchors
-        )
-        if self.class_complement:
-            class_feat = class_feat + prototypes
+        start = prototypes if prototypes is not None and self.class_complement else \
+            anchors.new_zeros(num_classes, anchors.shape[1])
+        class_feat = start.index_add(0, anchor_labels, anchors)
         own = class_feat[anchor_labels]
         pos_sum = ((own * anchors).sum(1) - (anchors * anchors).sum(1)) / self.temperature
         pos_count = (counts[anchor_labels] - 1).to(sim.dtype)
