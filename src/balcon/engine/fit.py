@@ -180,6 +180,20 @@ def _check_resume_data(state: dict[str, Any], train_set: ImageSet, run_dir: Path
         )
 
 
+def _restore(state: dict[str, Any], model: BCLModel, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler, run_dir: Path) -> None:
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError):
+        raise BalconError(
+            f"{run_dir / 'last.pt'} does not fit the model and optimizer its config "
+            "describes; it is incompatible (start a new run)"
+        ) from None
+
+
 def fit(
     cfg: Config,
     data_dir: str | Path | None,
@@ -209,21 +223,12 @@ def fit(
     objective.classifier_loss.to(dev)
     model, optimizer = _build(cfg, train_set.num_classes, dev)
     scaler = make_grad_scaler(dev, cfg.train.precision)
-    start_epoch = 0
     if _resume_state is not None:
-        try:
-            model.load_state_dict(_resume_state["model"])
-            optimizer.load_state_dict(_resume_state["optimizer"])
-            scaler.load_state_dict(_resume_state["scaler"])
-            torch.set_rng_state(_resume_state["rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError):
-            raise BalconError(
-                f"{run_dir / 'last.pt'} does not fit the model and optimizer its config "
-                "describes; it is incompatible (start a new run)"
-            ) from None
+        _restore(_resume_state, model, optimizer, scaler, run_dir)
         start_epoch = int(_resume_state["epoch"])
     else:
         (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
+        start_epoch = 0
     train_loader, test_loader, sampler = _make_loaders(
         cfg, train_set, test_set, objective.contrastive, dev
     )
