@@ -89,7 +89,7 @@ def train_one_epoch(
         views, labels = next(batches)
         waited += time.perf_counter() - tick
         labels = labels.to(device, non_blocking=True)
-        images = torch.cat(views).to(device, non_blocking=True)
+        images = torch.cat([v.to(device, non_blocking=True) for v in views])
         batch = labels.shape[0]
         with autocast(device, precision):
             if objective.contrastive:
@@ -116,7 +116,7 @@ def train_one_epoch(
             sums += torch.stack([loss.detach() * batch, loss_cls.detach() * batch,
                                  loss_con.detach() * batch, correct.float()])
         seen += batch
-        if bar.disable is False and (step % 10 == 0 or step == len(loader) - 1):
+        if not bar.disable and (step % 10 == 0 or step == len(loader) - 1):
             s = sums.tolist()
             bar.set_postfix(loss=f"{s[0] / seen:.3f}", acc=f"{100 * s[3] / seen:.1f}",
                             img_s=f"{seen / (time.perf_counter() - start):.0f}")
