@@ -98,7 +98,7 @@ class BalancedContrastiveLoss(nn.Module):
     ``class_averaging=False`` sets every weight to 1; ``class_complement=False``
     drops the prototypes; both off is SupCon (Khosla et al., NeurIPS 2020).
 
-    Cost: one (N x 2B) similarity matrix plus (C x 2B) per-class sums; no dense
+    Cost: (2B x 2B) and (C x 2B) similarity matrices plus (C x 2B) per-class sums; no dense
     one-hot, no loop over samples or classes, no host synchronisation with
     class-complement on. Computed in float32 even under autocast.
 
@@ -153,30 +153,28 @@ class BalancedContrastiveLoss(nn.Module):
         anchors = torch.cat(features.unbind(1))  # (2B, D): view a of all, then view b
         anchor_labels = labels.repeat(2)
         n_anchor = anchors.shape[0]
-        if self.class_complement:
-            assert prototypes is not None
-            num_classes = prototypes.shape[0]
-            contrast = torch.cat([anchors, prototypes])
-        else:
-            num_classes = int(labels.max()) + 1
-            contrast = anchors
+        protos = prototypes if self.class_complement else None
+        num_classes = protos.shape[0] if protos is not None else int(labels.max()) + 1
         # counts[k] = rows of class k in the contrast set (2 n_k, plus its prototype).
-        counts = torch.bincount(anchor_labels, minlength=num_classes) + int(self.class_complement)
+        counts = torch.bincount(anchor_labels, minlength=num_classes) + int(protos is not None)
 
-        # Similarities, contrast rows x anchor columns, shifted by each anchor's max; the
-        # in-place steps are safe for autograd (none of them saves its input) and keep
-        # one (N, 2B) buffer alive instead of four.
-        sim = (contrast @ anchors.T).div_(self.temperature)  # (N, 2B)
+        # Similarities of each anchor (a column) to every anchor and to every prototype,
+        # shifted by the column's max. The in-place steps are safe for autograd (none of
+        # them saves its input) and keep one buffer of each shape alive, not four.
+        sim = (anchors @ anchors.T).div_(self.temperature)  # (2B, 2B)
         shift = sim.detach().max(dim=0).values
-        self_mask = torch.eye(*sim.shape, dtype=torch.bool, device=sim.device)
+        if protos is not None:
+            sim_proto = (protos @ anchors.T).div_(self.temperature)  # (C, 2B)
+            shift = torch.maximum(shift, sim_proto.detach().max(dim=0).values)
+            exp_proto = sim_proto.sub_(shift).exp()
+        self_mask = torch.eye(n_anchor, dtype=torch.bool, device=sim.device)
         exp_sim = sim.sub_(shift).masked_fill_(self_mask, float("-inf")).exp()
 
         if self.class_averaging:
-            # Per-class sums of exp-similarities: the anchors' rows by label, then the
-            # prototypes' rows, which are already in class order.
-            start = exp_sim[n_anchor:] if self.class_complement else \
-                exp_sim.new_zeros(num_classes, n_anchor)
-            class_exp = start.index_add(0, anchor_labels, exp_sim[:n_anchor])
+            # Per-class sums of exp-similarities: the prototypes' rows are already in
+            # class order, the anchors' rows are added by label.
+            start = exp_proto if protos is not None else exp_sim.new_zeros(num_classes, n_anchor)
+            class_exp = start.index_add(0, anchor_labels, exp_sim)
             # |A_ik| = counts[k] - [k == y_i]: the anchor leaves its own class, so its
             # own class's sum is divided by counts - 1 instead of counts.
             inv = 1.0 / counts.clamp(min=1).to(sim.dtype)
@@ -185,12 +183,12 @@ class BalancedContrastiveLoss(nn.Module):
             denom = inv @ class_exp + own_exp * (1.0 / (own_count - 1) - 1.0 / own_count)
         else:
             denom = exp_sim.sum(dim=0)
+            if protos is not None:
+                denom = denom + exp_proto.sum(dim=0)
 
         # Sum of s_ip over positives from per-class feature sums: O(C D), not O(N 2B).
-        start = prototypes if prototypes is not None and self.class_complement else \
-            anchors.new_zeros(num_classes, anchors.shape[1])
-        class_feat = start.index_add(0, anchor_labels, anchors)
-        own = class_feat[anchor_labels]
+        start = protos if protos is not None else anchors.new_zeros(num_classes, anchors.shape[1])
+        own = start.index_add(0, anchor_labels, anchors)[anchor_labels]
         pos_sum = ((own * anchors).sum(1) - (anchors * anchors).sum(1)) / self.temperature
         pos_count = (counts[anchor_labels] - 1).to(sim.dtype)
         loss = denom.log() + shift - pos_sum / pos_count
