@@ -72,27 +72,26 @@ class Predictions:
 def _make_loaders(
     cfg: Config, train: ImageSet, test: ImageSet, contrastive: bool, device: torch.device
 ) -> tuple[DataLoader, DataLoader, EpochSampler]:
-    workers = _num_workers(cfg, device)
-    common = dict(num_workers=workers, pin_memory=device.type == "cuda",
-                  persistent_workers=workers > 0)
     sampler = EpochSampler(len(train), seed=cfg.train.seed)
     train_loader = DataLoader(
         make_train_dataset(train, cfg.data, contrastive, cfg.train.seed),
-        batch_size=cfg.train.batch_size, sampler=sampler, drop_last=False, **common,
+        batch_size=cfg.train.batch_size, sampler=sampler, drop_last=False,
+        **_loader_options(cfg, device),
     )
     return train_loader, _eval_loader(cfg, test, device), sampler
 
 
-def _num_workers(cfg: Config, device: torch.device) -> int:
+def _loader_options(cfg: Config, device: torch.device) -> dict[str, Any]:
     workers = cfg.data.num_workers
-    return default_num_workers(device) if workers is None else workers
+    if workers is None:
+        workers = default_num_workers(device)
+    return dict(num_workers=workers, pin_memory=device.type == "cuda",
+                persistent_workers=workers > 0)
 
 
 def _eval_loader(cfg: Config, test: ImageSet, device: torch.device) -> DataLoader:
-    workers = _num_workers(cfg, device)
     return DataLoader(make_eval_dataset(test, cfg.data), batch_size=EVAL_BATCH, shuffle=False,
-                      num_workers=workers, pin_memory=device.type == "cuda",
-                      persistent_workers=workers > 0)
+                      **_loader_options(cfg, device))
 
 
 def _build(cfg: Config, num_classes: int, device: torch.device) -> tuple[BCLModel, Any]:
