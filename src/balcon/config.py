@@ -47,13 +47,33 @@ CIFAR_STD = [0.2023, 0.1994, 0.2010]
 METHODS = ("bcl", "ce", "la", "supcon", "bcl-no-averaging", "bcl-no-complement")
 DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 PRECISIONS = ("off", "bf16", "fp16")
+#: Augmentation families: CIFAR-LT's 32-px views, or ImageNet-LT / iNaturalist's 224-px views.
+VIEW_STYLES = ("cifar", "imagenet")
+#: (view 2, view 3) of the contrastive branch; "rand" stands for "randstack".
+VIEW_STRATEGIES = ("sim-sim", "sim-rand", "rand-rand")
 
 
 @dataclass
 class DataConfig:
-    """Where the images come from and how they are made long-tailed and augmented."""
+    """Where the images come from and how they are made long-tailed and augmented.
+
+    ``dataset``: ``cifar10`` / ``cifar100`` (pickles or an ImageFolder copy), ``digits``
+    (bundled) or ``imagefolder``: ``--data-dir`` holds ``train/`` with optional ``val/``
+    and ``test/`` class folders, or, with ``train_split`` set, the images listed in
+    split files (``relative/path label`` per line, paths relative to ``--data-dir``; a
+    split file's own path is absolute or relative to ``--data-dir``). ``num_classes``
+    fixes C for split files (null: largest training label + 1). Model selection uses
+    val when there is one; the final report uses test when there is one.
+    ``view_style`` picks the 32-px CIFAR views or the 224-px ImageNet views;
+    ``view_strategy`` the contrastive pair of the latter (``randaugment`` is timm's
+    RandAugment config string of the "rand" and "randstack" views).
+    """
 
     dataset: str = "cifar10"
+    num_classes: int | None = None
+    train_split: str | None = None
+    val_split: str | None = None
+    test_split: str | None = None
     imbalance: float | None = None
     profile: str = "exp"
     subsample_seed: int = 0
@@ -63,14 +83,26 @@ class DataConfig:
     hflip: bool = True
     sim_crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
     sim_blur_prob: float = 0.0
+    view_style: str = "cifar"
+    view_strategy: str = "sim-sim"
+    randaugment: str = "rand-n2-m10-mstd0.5"
     num_workers: int | None = None
 
 
 @dataclass
 class ModelConfig:
-    """Backbone and heads."""
+    """Backbone and heads.
+
+    ``encoder``: a CIFAR ResNet (``resnet8``, ``resnet20``, ``resnet32``, ... any 6n+2
+    depth torchvision does not also name), a torchvision ResNet family model
+    (``resnet50``, ``resnext50_32x4d``, ...), or ``timm:<model>``. ``pretrained``: a
+    local state-dict file for the encoder, or ``timm`` for timm's own weights
+    (downloaded; timm encoders only). ``channels_last`` runs the model in NHWC.
+    """
 
     encoder: str = "resnet32"
+    pretrained: str | None = None
+    channels_last: bool = False
     classifier: str = "cosine"
     cosine_scale: float = 30.0
     head_hidden: int = 512
@@ -104,13 +136,18 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """Length, batch, precision, evaluation cadence and seed of a run."""
+    """Length, batch, precision, evaluation cadence and seed of a run.
+
+    ``batch_size`` is global: under ``torchrun`` each of the N processes takes
+    ``batch_size / N``. ``sync_bn`` turns BatchNorm into SyncBatchNorm in multi-GPU runs.
+    """
 
     epochs: int = 200
     batch_size: int = 256
     precision: str = "off"
     eval_every: int = 10
     seed: int = 0
+    sync_bn: bool = False
 
 
 @dataclass
@@ -249,6 +286,24 @@ def validate(cfg: Config) -> None:
     d, m, lo, o, t = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.train
     _check(d.dataset in DATASETS, f"data.dataset must be one of {', '.join(DATASETS)}, "
            f"got {d.dataset!r}")
+    _check(d.num_classes is None or d.num_classes >= 2,
+           f"data.num_classes must be >= 2 or null (from the labels), got {d.num_classes}")
+    _check(d.train_split is not None or (d.val_split is None and d.test_split is None),
+           "data.val_split and data.test_split need data.train_split (split files go together)")
+    _check(d.train_split is None or d.dataset == "imagefolder",
+           f"data.train_split needs data.dataset=imagefolder, got {d.dataset!r}")
+    _check(d.num_classes is None or d.train_split is not None,
+           "data.num_classes applies to split files only (set data.train_split, or null it)")
+    _check(d.view_style in VIEW_STYLES,
+           f"data.view_style must be one of {', '.join(VIEW_STYLES)}, got {d.view_style!r}")
+    _check(d.view_strategy in VIEW_STRATEGIES, f"data.view_strategy must be one of "
+           f"{', '.join(VIEW_STRATEGIES)}, got {d.view_strategy!r}")
+    _check(d.view_style == "imagenet" or d.view_strategy == "sim-sim",
+           f"data.view_strategy {d.view_strategy} needs data.view_style=imagenet; "
+           "the cifar views use sim-sim")
+    _check(d.randaugment.startswith("rand"),
+           f"data.randaugment must be a timm RandAugment string like rand-n2-m10-mstd0.5, "
+           f"got {d.randaugment!r}")
     _check(d.imbalance is None or d.imbalance >= 1,
            f"data.imbalance must be >= 1 (n_max / n_min) or null, got {d.imbalance}")
     _check(d.profile in ("exp", "step"), f"data.profile must be exp or step, got {d.profile!r}")
