@@ -22,7 +22,8 @@ def run_error(capsys, args: list[str]) -> str:
 def test_presets_list_and_show(capsys):
     assert main(["presets"]) == 0
     listed = capsys.readouterr().out.split()
-    assert "cifar100-lt-r100-400ep" in listed and len(listed) == 13
+    assert "cifar100-lt-r100-400ep" in listed and "inat18-resnet50" in listed
+    assert len(listed) == 18
     assert main(["presets", "show", "cifar10-lt-r50"]) == 0
     assert "imbalance: 50.0" in capsys.readouterr().out
 

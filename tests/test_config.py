@@ -23,8 +23,64 @@ CIFAR_PRESETS = [f"{ds}-lt-r{r}{sfx}" for ds in ("cifar10", "cifar100") for r in
                  for sfx in ("", "-400ep")]
 
 
+LARGE_PRESETS = ["imagenet-lt-resnext50", "imagenet-lt-resnet50", "inat18-resnet50"]
+FOLDER_PRESETS = ["imagefolder-r32", "imagefolder-r50"]
+
+
 def test_all_presets_are_listed():
-    assert set(CIFAR_PRESETS) | {"digits-lt-demo"} == set(list_presets())
+    assert set(CIFAR_PRESETS) | {"digits-lt-demo", *LARGE_PRESETS, *FOLDER_PRESETS} == \
+        set(list_presets())
+
+
+@pytest.mark.parametrize("name", sorted(set(list_presets())))
+def test_preset_files_spell_out_every_field(name: str):
+    """Each preset YAML names every config field, so it documents the whole run."""
+    raw = yaml.safe_load(preset_yaml(name))
+    assert raw.keys() == load_preset(name).to_dict().keys()
+    for section, fields in load_preset(name).to_dict().items():
+        if isinstance(fields, dict):
+            assert raw[section].keys() == fields.keys(), section
+
+
+@pytest.mark.parametrize("name", LARGE_PRESETS)
+def test_large_scale_presets_follow_recipes(name: str):
+    cfg = load_preset(name)
+    inat = name.startswith("inat")
+    d, m, lo, o, t = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.train
+    assert cfg.name == name and d.dataset == "imagefolder"
+    if inat:
+        assert (d.train_split, d.val_split, d.test_split) == \
+            ("iNaturalist18_train.txt", "iNaturalist18_val.txt", None)
+        assert d.num_classes == 8142
+        assert (d.mean, d.std) == ([0.466, 0.471, 0.380], [0.195, 0.194, 0.192])
+    else:
+        assert (d.train_split, d.val_split, d.test_split) == \
+            ("ImageNet_LT_train.txt", "ImageNet_LT_val.txt", "ImageNet_LT_test.txt")
+        assert d.num_classes == 1000
+        assert (d.mean, d.std) == ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    assert d.imbalance is None and d.image_size == 224
+    assert (d.view_style, d.view_strategy, d.randaugment) == \
+        ("imagenet", "sim-sim", "rand-n2-m10-mstd0.5")
+    assert m.encoder == ("resnext50_32x4d" if "resnext" in name else "resnet50")
+    assert (m.classifier, m.cosine_scale, m.head_hidden, m.head_dim) == \
+        ("cosine", 30.0, 2048, 1024)
+    assert m.pretrained is None
+    assert (lo.method, lo.temperature, lo.alpha, lo.beta, lo.tau) == \
+        ("bcl", 0.07, 1.0, 0.35, 1.0)
+    assert (o.lr, o.weight_decay) == ((0.2, 1e-4) if inat else (0.1, 5e-4))
+    assert (o.momentum, o.schedule, o.warmup_epochs) == (0.9, "cosine", 0)
+    assert t.epochs == (100 if inat else 90) and t.batch_size == 256
+
+
+def test_image_folder_presets():
+    small, large = load_preset("imagefolder-r32"), load_preset("imagefolder-r50")
+    assert small.data.dataset == large.data.dataset == "imagefolder"
+    assert small.data.train_split is None and large.data.train_split is None
+    assert (small.data.image_size, small.data.view_style, small.model.encoder) == \
+        (32, "cifar", "resnet32")
+    assert (large.data.image_size, large.data.view_style, large.model.encoder) == \
+        (224, "imagenet", "resnet50")
+    assert large.model.head_hidden == 2048 and small.model.head_hidden == 512
 
 
 @pytest.mark.parametrize("name", CIFAR_PRESETS)
@@ -78,6 +134,13 @@ def test_overrides_parse_and_validate():
     ("optim.lr=-1", "optim.lr must be > 0"),
     ("train.epochs=1.5", "train.epochs must be an integer"),
     ("train.precision=fp8", "train.precision must be one of"),
+    ("data.view_style=huge", "data.view_style must be one of"),
+    ("data.view_strategy=rand-sim", "data.view_strategy must be one of"),
+    ("data.view_strategy=rand-rand", "needs data.view_style=imagenet"),
+    ("data.val_split=val.txt", "need data.train_split"),
+    ("data.num_classes=10", "applies to split files only"),
+    ("data.num_classes=1", "data.num_classes must be >= 2"),
+    ("data.randaugment=auto", "timm RandAugment string"),
     ("loss.method=focal", "loss.method must be one of"),
     ("data.hflip=maybe", "data.hflip must be true or false"),
     ("optim.milestones=[180, 160]", "optim.milestones"),

@@ -13,8 +13,15 @@ from PIL import Image
 from balcon.cli import main
 from balcon.config import apply_overrides, load_preset
 from balcon.data import longtail_counts
-from balcon.engine import fit, load_checkpoint, lr_at, make_objective, resume, save_checkpoint
-from balcon.engine.fit import evaluate_checkpoint
+from balcon.engine import (
+    evaluate_checkpoint,
+    fit,
+    load_checkpoint,
+    lr_at,
+    make_objective,
+    resume,
+    save_checkpoint,
+)
 
 #: A tiny but complete run: ResNet-8, imbalance 10 over the synthetic 100-per-class set.
 TINY = [
@@ -130,7 +137,8 @@ def test_eval_reproduces_logged_metrics(finished_run: Path, tmp_path: Path, caps
 def test_eval_of_checkpoint_from_cuda_style_state(finished_run: Path):
     """A checkpoint loads onto the CPU whatever device it came from (map_location)."""
     metrics, predictions = evaluate_checkpoint(finished_run / "last.pt", device="cpu")
-    assert metrics["epoch"] == 2 and metrics["test_images"] == 200
+    assert metrics["epoch"] == 2 and metrics["images"] == 200
+    assert metrics["split"] == "test"
     assert predictions.logits.shape == (200, 10) and len(predictions.sources) == 200
 
 

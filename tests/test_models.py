@@ -10,10 +10,13 @@ from balcon.config import ModelConfig
 from balcon.errors import BalconError
 from balcon.models import (
     BCLModel,
+    CifarResNet,
     CosineClassifier,
     build_encoder,
     build_model,
+    load_pretrained,
     resnet_cifar,
+    torchvision_resnet_names,
 )
 
 
@@ -134,8 +137,195 @@ def test_build_encoder_timm():
     assert projections.shape == (2, 8) and logits.shape == (2, 5) and prototypes.shape == (5, 8)
 
 
-@pytest.mark.parametrize("name", ["resnet33", "resnet2", "vgg16", "timm:no_such_model_xyz", ""])
+@pytest.mark.parametrize(
+    "name",
+    ["resnet33", "resnet2", "vgg16", "timm:no_such_model_xyz", "", "cifar_resnet33", "resnet18x"],
+)
 def test_build_encoder_unknown(name):
     with pytest.raises(BalconError) as err:
         build_encoder(name)
     assert "\n" not in str(err.value) and repr(name) in str(err.value)
+    if not name.startswith("timm:"):  # the message lists the accepted forms
+        assert "cifar_resnet" in str(err.value) and "resnet50" in str(err.value)
+
+
+def test_torchvision_resnet_names():
+    names = torchvision_resnet_names()
+    for name in ("resnet18", "resnet50", "resnet152", "resnext50_32x4d", "wide_resnet50_2"):
+        assert name in names
+    assert "vgg16" not in names and "regnet_y_400mf" not in names
+
+
+@pytest.mark.parametrize("name", ["resnet50", "resnext50_32x4d"])
+def test_torchvision_encoder_features(name):
+    net = build_encoder(name)
+    assert type(net).__name__ == "ResNet" and net.num_features == 2048
+    assert isinstance(net.fc, nn.Identity)
+    assert not [n for n, _ in net.named_parameters() if n.startswith("fc.")]
+    net.eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 2048) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["resnet32", "resnet8", "cifar_resnet50", "cifar_resnet32"])
+def test_cifar_encoder_names(name):
+    net = build_encoder(name)
+    assert isinstance(net, CifarResNet) and net.num_features == 64
+    depth = int(name.removeprefix("cifar_").removeprefix("resnet"))
+    assert count_params(net) == count_params(resnet_cifar(depth))
+
+
+def test_resnet50_means_torchvision():
+    assert not isinstance(build_encoder("resnet50"), CifarResNet)
+    assert isinstance(build_encoder("cifar_resnet50"), CifarResNet)
+
+
+def test_bcl_model_on_resnet50():
+    model = BCLModel(build_encoder("resnet50"), num_classes=5, head_hidden=2048, head_dim=1024)
+    assert model.projection_head[0].in_features == 2048
+    assert model.projection_head[0].out_features == 2048
+    model.eval()
+    with torch.no_grad():
+        projections, logits, prototypes = model(torch.randn(2, 3, 32, 32))
+    assert projections.shape == (2, 1024) and logits.shape == (2, 5)
+    assert prototypes.shape == (5, 1024)
+    assert torch.allclose(projections.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def _saved(tmp_path, obj, name="weights.pth"):
+    path = tmp_path / name
+    torch.save(obj, path)
+    return path
+
+
+def test_load_pretrained_round_trip(tmp_path):
+    import torchvision
+
+    full = torchvision.models.resnet18(weights=None)  # with its 1000-class fc
+    state = {"module." + k: v for k, v in full.state_dict().items()}
+    path = _saved(tmp_path, {"state_dict": state, "epoch": 90})
+    encoder = build_encoder("resnet18")
+    text = load_pretrained(encoder, str(path), "resnet18")
+    loaded = encoder.state_dict()
+    expected = {k: v for k, v in full.state_dict().items() if not k.startswith("fc.")}
+    assert loaded.keys() == expected.keys()
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+    assert "\n" not in text and str(path) in text and f"loaded {len(expected)} tensors" in text
+    assert "ignored" in text and "fc.weight" in text and "fc.bias" in text
+
+
+def test_load_pretrained_prefixes_and_wrappers(tmp_path):
+    source = resnet_cifar(8)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(1.0)
+    heads = {"projection_head.0.weight": torch.zeros(2, 2), "classifier.weight": torch.zeros(3)}
+    bcl_like = {**{"encoder." + k: v for k, v in source.state_dict().items()}, **heads}
+    for obj in (
+        source.state_dict(),
+        {"model": bcl_like},
+        {"backbone." + k: v for k, v in source.state_dict().items()},
+    ):
+        encoder = build_encoder("resnet8")
+        load_pretrained(encoder, str(_saved(tmp_path, obj)), "resnet8")
+        assert all(torch.equal(encoder.state_dict()[k], v) for k, v in source.state_dict().items())
+
+
+def test_load_pretrained_tolerates_missing_num_batches_tracked(tmp_path):
+    source = resnet_cifar(8)
+    state = {k: v for k, v in source.state_dict().items() if "num_batches_tracked" not in k}
+    encoder = build_encoder("resnet8")
+    load_pretrained(encoder, str(_saved(tmp_path, state)), "resnet8")
+    assert torch.equal(encoder.conv1.weight, source.conv1.weight)
+
+
+def _error(encoder, source, name):
+    with pytest.raises(BalconError) as err:
+        load_pretrained(encoder, str(source), name)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_load_pretrained_missing_file(tmp_path):
+    message = _error(resnet_cifar(8), tmp_path / "nope.pth", "resnet8")
+    assert "nope.pth" in message and "no file" in message
+
+
+def test_load_pretrained_not_a_state_dict(tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a torch file")
+    assert "garbage.pth" in _error(resnet_cifar(8), garbage, "resnet8")
+    for obj in ([1, 2, 3], {"epoch": 3, "lr": 0.1}, {}):
+        message = _error(resnet_cifar(8), _saved(tmp_path, obj, "list.pth"), "resnet8")
+        assert "list.pth" in message and "not a state dict" in message
+
+
+def test_load_pretrained_other_architecture(tmp_path):
+    path = _saved(tmp_path, build_encoder("resnet50").state_dict())
+    message = _error(build_encoder("resnext50_32x4d"), path, "resnext50_32x4d")
+    assert "shape mismatches" in message and "'resnext50_32x4d'" in message
+    assert "layer1.0.conv1.weight" in message and str(path) in message
+    assert "missing" not in message and "unexpected" not in message
+
+
+def test_load_pretrained_missing_and_unexpected_keys(tmp_path):
+    state = resnet_cifar(8).state_dict()
+    dropped = [k for k in state if k.startswith("layers.2.")]
+    for key in dropped:
+        del state[key]
+    message = _error(resnet_cifar(8), _saved(tmp_path, state), "resnet8")
+    # BatchNorm fills in num_batches_tracked itself: those do not count as missing
+    counted = [k for k in dropped if not k.endswith("num_batches_tracked")]
+    assert f"{len(counted)} missing keys" in message and "layers.2.conv1.weight" in message
+    assert "model.encoder 'resnet8'" in message
+    state = {**resnet_cifar(8).state_dict(), "extra.weight": torch.zeros(1)}
+    message = _error(resnet_cifar(8), _saved(tmp_path, state), "resnet8")
+    assert "1 unexpected keys (extra.weight)" in message
+
+
+def test_load_pretrained_timm_source_needs_timm_encoder():
+    message = _error(resnet_cifar(8), "timm", "resnet8")
+    assert "timm:" in message and "'resnet8'" in message
+
+
+def test_load_pretrained_timm_download_fails(monkeypatch):
+    import timm
+
+    encoder = build_encoder("timm:resnet18")
+    create = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("cannot reach huggingface.co\nsecond line")
+        return create(name, pretrained=pretrained, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    message = _error(encoder, "timm", "timm:resnet18")
+    assert "download" in message and "model.pretrained" in message and "OSError" in message
+
+
+def test_load_pretrained_timm_copies_weights(monkeypatch):
+    import timm
+
+    encoder = build_encoder("timm:resnet18")
+    create = timm.create_model
+    made = []
+
+    def fake_hub(name, pretrained=False, **kwargs):  # "pretrained": random, but not encoder's
+        model = create(name, pretrained=False, **kwargs)
+        made.append(model)
+        return model
+
+    monkeypatch.setattr(timm, "create_model", fake_hub)
+    text = load_pretrained(encoder, "timm", "timm:resnet18")
+    assert "timm" in text and "resnet18" in text
+    source = made[0].state_dict()
+    assert all(torch.equal(v, source[k]) for k, v in encoder.state_dict().items())
+
+
+def test_build_model_does_not_load_pretrained(tmp_path):
+    cfg = ModelConfig(encoder="resnet8", pretrained=str(tmp_path / "absent.pth"))
+    model = build_model(cfg, num_classes=3)  # no error: the file is the engine's business
+    assert isinstance(model.encoder, CifarResNet)

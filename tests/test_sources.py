@@ -240,7 +240,8 @@ def test_load_digits():
 def test_load_image_sets_subsamples_cifar(cifar10_root):
     full_train, full_test = load_cifar(cifar10_root, "cifar10")
     data = DataConfig(dataset="cifar10", imbalance=10)
-    train, test = load_image_sets(data, cifar10_root)
+    splits = load_image_sets(data, cifar10_root)
+    train, test = splits.train, splits.test
     counts = longtail_counts(100, 10, 10)
     assert counts == [100, 77, 59, 46, 35, 27, 21, 16, 12, 10]
     assert train.class_counts() == counts
@@ -252,13 +253,13 @@ def test_load_image_sets_subsamples_cifar(cifar10_root):
 
 
 def test_load_image_sets_options(cifar10_root):
-    step, _ = load_image_sets(DataConfig(imbalance=4, profile="step"), cifar10_root)
+    step = load_image_sets(DataConfig(imbalance=4, profile="step"), cifar10_root).train
     assert step.class_counts() == [100] * 5 + [25] * 5
-    other, _ = load_image_sets(DataConfig(imbalance=10, subsample_seed=3), cifar10_root)
-    default, _ = load_image_sets(DataConfig(imbalance=10), cifar10_root)
+    other = load_image_sets(DataConfig(imbalance=10, subsample_seed=3), cifar10_root).train
+    default = load_image_sets(DataConfig(imbalance=10), cifar10_root).train
     assert other.class_counts() == default.class_counts()
     assert not np.array_equal(other.pixels, default.pixels)
-    full, _ = load_image_sets(DataConfig(imbalance=None), cifar10_root)
+    full = load_image_sets(DataConfig(imbalance=None), cifar10_root).train
     assert full.class_counts() == [100] * 10
 
 

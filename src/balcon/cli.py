@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--config", help="a YAML config file (a preset's YAML, edited)")
     src.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     tr.add_argument("--data-dir", help="folder holding cifar-10-batches-py / cifar-100-python, "
-                    "or an ImageFolder tree with train/ and test/")
+                    "an ImageFolder tree with train/ (and val/, test/), or the images "
+                    "that split files list")
     tr.add_argument("--out", help="run directory (default runs/<preset>-<timestamp>)")
     _common(tr)
     tr.add_argument("--download", action="store_true", help="download CIFAR if it is absent")
@@ -57,13 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="SECTION.FIELD=VALUE", help="override a config value (repeatable)")
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on its test (or val) split")
     ev.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
+    ev.add_argument("--split", choices=["test", "val", "train"],
+                    help="split to evaluate (default: test, else val, else train)")
     ev.add_argument("--data-dir", help="data folder (default: the one it was trained on)")
     ev.add_argument("--out", help="JSON file to write (default: beside the checkpoint)")
     ev.add_argument("--per-class", action="store_true", help="also print per-class accuracy")
     ev.add_argument("--predictions", metavar="FILE.csv",
-                    help="also write one CSV row per test image (true, predicted, confidence)")
+                    help="also write one CSV row per image (true, predicted, confidence)")
     _common(ev)
 
     de = sub.add_parser("demo", help="train on long-tailed bundled digits (no download)")
@@ -107,14 +110,23 @@ def _print_results(run_dir: Path, summary: dict) -> None:
         return
     plot = plot_curves(run_dir)
     print()
-    print(format_results({f"last (epoch {summary['last']['epoch']})": summary["last"],
-                          f"best (epoch {summary['best']['epoch']})": summary["best"]}))
+    rows = {}
+    if "selection" in summary:
+        sel = summary["selection"]
+        rows[f"last (epoch {sel['last']['epoch']}, {sel['last']['split']})"] = sel["last"]
+        rows[f"best (epoch {sel['best']['epoch']}, {sel['best']['split']})"] = sel["best"]
+    for key in ("last", "best"):
+        row = summary[key]
+        rows[f"{key} (epoch {row['epoch']}, {row.get('split', 'test')})"] = row
+    print(format_results(rows))
     print(f"\nrun directory: {run_dir}" + (f" (curves: {plot.name})" if plot else ""))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from balcon.engine import fit, resume
+    from balcon.engine import fit, init_distributed, resume
+    from balcon.engine.distributed import broadcast_object
 
+    ctx, _ = init_distributed(args.device)
     if args.resume:
         if args.overrides or args.epochs is not None or args.out:
             raise BalconError("--resume continues a run as configured; drop --set, --epochs "
@@ -122,9 +134,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         result = resume(args.resume, data_dir=args.data_dir, device=args.device)
     else:
         cfg = _config_for(args)
-        out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{_timestamp()}"
+        # every process must write to (and rank 0 create) the same directory
+        out = broadcast_object(Path(args.out) if args.out else
+                               Path("runs") / f"{cfg.name}-{_timestamp()}")
         result = fit(cfg, args.data_dir, out, device=args.device, download=args.download)
-    _print_results(result.run_dir, result.summary)
+    if ctx.is_main:
+        _print_results(result.run_dir, result.summary)
     return 0
 
 
@@ -133,8 +148,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from balcon.report import format_per_class, format_results, write_predictions
 
     metrics, predictions = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir,
-                                               device=args.device)
-    print(format_results({f"epoch {metrics['epoch']}": metrics}))
+                                               device=args.device, split=args.split)
+    print(format_results({f"epoch {metrics['epoch']}, {metrics['split']}": metrics}))
     if args.per_class:
         print()
         print(format_per_class(metrics["per_class"], metrics["class_names"],
@@ -182,19 +197,26 @@ COMMANDS = {"presets": _cmd_presets, "train": _cmd_train, "eval": _cmd_eval, "de
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status.
+
+    Under torchrun only rank 0 prints errors; every process exits with the status.
+    """
+    from balcon.engine.distributed import context_from_env, shutdown
+
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except BalconError as err:
-        print(f"balcon: error: {_one_line(err)}", file=sys.stderr)
+        if context_from_env().is_main:
+            print(f"balcon: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nbalcon: interrupted; a run continues with balcon train --resume RUN_DIR",
               file=sys.stderr)
         return 130
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -1,6 +1,7 @@
-"""Long-tailed data: sources, subsampling, shot groups, augmented views."""
+"""Long-tailed data: sources, subsampling, shot groups, augmented views (32 and 224 px)."""
 
 from balcon.data.build import (
+    DataSplits,
     load_image_sets,
     make_eval_dataset,
     make_train_dataset,
@@ -18,23 +19,46 @@ from balcon.data.sources import (
     ImageSet,
     load_cifar,
     load_digits,
+    load_folder_splits,
     load_image_folder,
     load_split_folders,
     to_rgb,
 )
+from balcon.data.splitfile import load_split_file
 from balcon.data.views import Cutout, sim_view, strong_view, test_view
+from balcon.data.views_imagenet import (
+    VIEW_STRATEGY_PAIRS,
+    imagenet_contrastive_views,
+    imagenet_rand_view,
+    imagenet_randaugment,
+    imagenet_randstack_view,
+    imagenet_sim_view,
+    imagenet_test_view,
+    imagenet_train_views,
+)
 
 __all__ = [
+    "DataSplits",
     "SHOT_GROUPS",
+    "VIEW_STRATEGY_PAIRS",
     "Cutout",
     "EpochSampler",
     "EvalDataset",
     "ImageSet",
     "MultiViewDataset",
+    "imagenet_contrastive_views",
+    "imagenet_rand_view",
+    "imagenet_randaugment",
+    "imagenet_randstack_view",
+    "imagenet_sim_view",
+    "imagenet_test_view",
+    "imagenet_train_views",
     "load_cifar",
     "load_digits",
     "load_image_folder",
+    "load_folder_splits",
     "load_image_sets",
+    "load_split_file",
     "load_split_folders",
     "longtail_counts",
     "longtail_indices",

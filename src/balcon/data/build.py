@@ -1,7 +1,8 @@
-"""From a :class:`~balcon.config.DataConfig` to the train and test sets of a run."""
+"""From a :class:`~balcon.config.DataConfig` to the training and held-out sets of a run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from torchvision import transforms as T
@@ -14,36 +15,93 @@ from balcon.data.sources import (
     ImageSet,
     load_cifar,
     load_digits,
-    load_split_folders,
+    load_folder_splits,
 )
+from balcon.data.splitfile import load_split_file
 from balcon.data.views import sim_view, strong_view, test_view
+from balcon.data.views_imagenet import imagenet_test_view, imagenet_train_views
 from balcon.errors import BalconError
 
-__all__ = ["load_image_sets", "make_eval_dataset", "make_train_dataset", "train_views"]
+__all__ = [
+    "DataSplits",
+    "load_image_sets",
+    "make_eval_dataset",
+    "make_train_dataset",
+    "train_views",
+]
+
+
+@dataclass
+class DataSplits:
+    """The images of a run: the (long-tailed) training set and whichever held-out splits exist.
+
+    Model selection (``best.pt``) uses val, else test, else the training set itself;
+    the final report uses test, else val, else the training set.
+    """
+
+    train: ImageSet
+    val: ImageSet | None = None
+    test: ImageSet | None = None
+
+    def get(self, name: str) -> ImageSet:
+        """The split called ``name`` (train, val or test); a BalconError if absent."""
+        split = {"train": self.train, "val": self.val, "test": self.test}.get(name)
+        if split is None:
+            present = ", ".join(n for n in SPLITS if getattr(self, n) is not None)
+            raise BalconError(f"this data has no {name} split; it has {present}")
+        return split
+
+    @property
+    def selection_split(self) -> str:
+        """Name of the split that picks the best epoch."""
+        return "val" if self.val is not None else "test" if self.test is not None else "train"
+
+    @property
+    def report_split(self) -> str:
+        """Name of the split of the final report."""
+        return "test" if self.test is not None else "val" if self.val is not None else "train"
+
+
+SPLITS = ("train", "val", "test")
+
+
+def _split_file_sets(data: DataConfig, root: Path) -> DataSplits:
+    assert data.train_split is not None
+    train = load_split_file(root, data.train_split, num_classes=data.num_classes)
+    held_out = [None if name is None else
+                load_split_file(root, name, class_names=train.class_names)
+                for name in (data.val_split, data.test_split)]
+    return DataSplits(train, held_out[0], held_out[1])
 
 
 def load_image_sets(
     data: DataConfig, data_dir: str | Path | None, download: bool = False
-) -> tuple[ImageSet, ImageSet]:
-    """The (long-tailed) training set and the test set that ``data`` describes.
+) -> DataSplits:
+    """The (long-tailed) training set and the held-out splits that ``data`` describes.
 
     ``data_dir`` is unused for the bundled ``digits``. With ``data.imbalance`` set,
     the training set is subsampled to the long-tailed counts (largest class =
-    the largest class on disk); the test set is left as it is.
+    the largest class on disk); held-out splits are left as they are.
     """
     if data.dataset == "digits":
         train, test = load_digits(size=data.image_size)
+        splits = DataSplits(train, test=test)
     elif data_dir is None:
         raise BalconError(f"dataset {data.dataset} needs --data-dir DIR")
     elif data.dataset in CIFAR_FOLDERS:
         train, test = load_cifar(data_dir, data.dataset, download=download)
+        splits = DataSplits(train, test=test)
+    elif data.train_split is not None:
+        splits = _split_file_sets(data, Path(data_dir))
     else:
-        train, test = load_split_folders(data_dir)
+        splits = DataSplits(*load_folder_splits(data_dir))
+    train = splits.train
     if data.imbalance is not None:
         counts = longtail_counts(
             max(train.class_counts()), train.num_classes, data.imbalance, data.profile
         )
         train = train.subset(longtail_indices(train.labels, counts, data.subsample_seed))
+        splits.train = train
     if train.num_classes < 2:
         raise BalconError(
             f"{data_dir} holds {train.num_classes} class; a classifier needs at least 2"
@@ -54,11 +112,20 @@ def load_image_sets(
             f"class {empty[0]!r} has no training images ({len(empty)} such classes); "
             "every class needs at least one, add images or lower data.imbalance"
         )
-    return train, test
+    return splits
 
 
 def train_views(data: DataConfig, contrastive: bool) -> list[T.Compose]:
-    """View 1 alone, or view 1 and two "sim" views for the contrastive methods."""
+    """View 1 alone, or view 1 and the two contrastive views for the contrastive methods.
+
+    ``view_style`` ``cifar``: strong view, then two "sim" views. ``imagenet``: the "rand"
+    view, then the pair of ``view_strategy`` (``sim-sim``, ``sim-rand``, ``rand-rand``).
+    """
+    if data.view_style == "imagenet":
+        return imagenet_train_views(
+            data.image_size, data.mean, data.std, data.hflip, data.randaugment,
+            strategy=data.view_strategy if contrastive else None,
+        )
     args = (data.image_size, data.mean, data.std, data.hflip)
     views = [strong_view(*args)]
     if contrastive:
@@ -75,5 +142,6 @@ def make_train_dataset(
 
 
 def make_eval_dataset(images: ImageSet, data: DataConfig) -> EvalDataset:
-    """Deterministic test dataset."""
-    return EvalDataset(images, test_view(data.image_size, data.mean, data.std))
+    """Deterministic test dataset (fit to size, or ``imagenet``: resize and centre-crop)."""
+    view = imagenet_test_view if data.view_style == "imagenet" else test_view
+    return EvalDataset(images, view(data.image_size, data.mean, data.std))

@@ -1,19 +1,21 @@
 """Torch datasets over an :class:`~balcon.data.sources.ImageSet`, seeded per sample.
 
 A training sample's augmentation is fixed by (seed, epoch, index): the sampler yields
-``(epoch, index)`` pairs and the dataset seeds torch's generator from them before
-running the transforms. A run is therefore the same with any number of data
-workers and after a resume.
+``(epoch, index)`` pairs and the dataset seeds torch's default generator, python's
+``random`` and numpy's global RNG (timm's RandAugment draws from the last two) from
+them before running the transforms, and restores them afterwards. A run is therefore
+the same with any number of data workers and after a resume.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from balcon.data.sources import ImageSet
 
@@ -26,37 +28,53 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-class EpochSampler(Sampler):
-    """Yields ``(epoch, index)`` for a permutation drawn from (seed, epoch).
+@contextmanager
+def _seeded_global_rngs(seed: int) -> Iterator[None]:
+    """Seed torch's default generator, ``random`` and numpy's global RNG; restore them after.
 
-    Call :meth:`set_epoch` before each epoch. ``shuffle=False`` keeps index order.
+    numpy's legacy seed is 32-bit: the two halves of ``seed`` folded together.
+    """
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed((seed ^ (seed >> 32)) & 0xFFFFFFFF)
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+class EpochSampler(DistributedSampler):
+    """torch's ``DistributedSampler`` over ``range(size)`` that yields ``(epoch, index)``.
+
+    The permutation of an epoch is drawn from ``seed + epoch`` (shared by all ranks);
+    rank r takes positions r, r + N, r + 2N, ... of it, padded by repeating its start
+    so the N ranks get equal shares. The k-th batch of every rank together is then the
+    k-th slice of the permutation, whatever N is, so the global batches do not depend
+    on the number of processes. Call :meth:`set_epoch` before each epoch;
+    ``shuffle=False`` keeps index order. One process: ``num_replicas=1, rank=0``.
     """
 
-    def __init__(self, size: int, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True, num_replicas: int = 1,
+                 rank: int = 0) -> None:
+        super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+                         seed=seed, drop_last=False)
         self.size = size
-        self.seed = seed
-        self.shuffle = shuffle
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose permutation and augmentations come next."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            # 2**32 - 1: an index no sample has, so the order is independent of the views.
-            gen = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, 2**32 - 1))
-            order = torch.randperm(self.size, generator=gen).tolist()
-        else:
-            order = range(self.size)
-        return ((self.epoch, i) for i in order)
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        epoch = self.epoch
+        return ((epoch, i) for i in super().__iter__())
 
 
 class MultiViewDataset(Dataset):
-    """Each item is ``([view(image) for view in views], label)`` for key (epoch, index)."""
+    """Each item is ``([view(image) for view in views], label)`` for key (epoch, index).
+
+    The views run with torch's default generator, ``random`` and numpy's global RNG
+    seeded from :func:`sample_seed` ``(seed, epoch, index)``; all three are restored after.
+    """
 
     def __init__(self, images: ImageSet, views: Sequence[Callable], seed: int = 0) -> None:
         self.images = images
@@ -69,13 +87,8 @@ class MultiViewDataset(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[list[torch.Tensor], int]:
         epoch, index = key
         img = self.images.image(index)
-        seed = sample_seed(self.seed, epoch, index)
-        py_state = random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            random.seed(seed)
+        with _seeded_global_rngs(sample_seed(self.seed, epoch, index)):
             out = [view(img) for view in self.views]
-        random.setstate(py_state)
         return out, int(self.images.labels[index])
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "ImageSet",
     "load_cifar",
     "load_digits",
+    "load_folder_splits",
     "load_image_folder",
     "to_rgb",
 ]
@@ -197,6 +198,26 @@ def load_split_folders(root: str | Path) -> tuple[ImageSet, ImageSet]:
         )
     train = load_image_folder(dirs[0])
     return train, load_image_folder(dirs[1], class_names=train.class_names)
+
+
+def load_folder_splits(root: str | Path) -> tuple[ImageSet, ImageSet | None, ImageSet | None]:
+    """``root/train`` with the optional ``root/val`` and ``root/test`` ImageFolder trees.
+
+    The held-out splits take the training split's classes (a class may lack images
+    there). Returns ``(train, val, test)``, None for a split that is absent.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise BalconError(f"data folder {root} does not exist; check --data-dir")
+    if not (root / "train").is_dir():
+        raise BalconError(
+            f"{root} has no train/ folder; expected {root}/train/<class>/<image> (and "
+            "optionally val/ and test/ alike), or set data.train_split to a split file"
+        )
+    train = load_image_folder(root / "train")
+    held_out = [load_image_folder(root / name, class_names=train.class_names)
+                if (root / name).is_dir() else None for name in ("val", "test")]
+    return train, held_out[0], held_out[1]
 
 
 def load_cifar(

@@ -1,14 +1,17 @@
-"""Training and evaluation: device and precision, schedule, steps, runs, checkpoints."""
+"""Training and evaluation: device, distribution, schedule, steps, runs, checkpoints."""
 
 from balcon.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from balcon.engine.device import autocast, default_num_workers, resolve_device
-from balcon.engine.fit import Predictions, RunResult, evaluate_checkpoint, fit, resume
+from balcon.engine.distributed import DistContext, init_distributed, shutdown
+from balcon.engine.evaluate import Predictions, evaluate_checkpoint
+from balcon.engine.fit import RunResult, fit, resume
 from balcon.engine.metrics import classification_metrics
 from balcon.engine.schedule import lr_at
 from balcon.engine.steps import Objective, make_objective, predict, train_one_epoch
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "DistContext",
     "Objective",
     "Predictions",
     "RunResult",
@@ -17,6 +20,7 @@ __all__ = [
     "default_num_workers",
     "evaluate_checkpoint",
     "fit",
+    "init_distributed",
     "load_checkpoint",
     "lr_at",
     "make_objective",
@@ -24,5 +28,6 @@ __all__ = [
     "resolve_device",
     "resume",
     "save_checkpoint",
+    "shutdown",
     "train_one_epoch",
 ]

@@ -68,15 +68,18 @@ def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScal
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
-def default_num_workers(device: torch.device) -> int:
-    """Data workers when the config leaves it to balcon.
+def default_num_workers(device: torch.device, processes_per_node: int = 1) -> int:
+    """Data workers of one process when the config leaves it to balcon.
 
-    On a GPU, all cores but two (up to 16) decode and augment, since the per-image
-    augmentation, not the GPU, bounds a CIFAR epoch. On the CPU the model competes with
-    the workers for the same cores, so small machines decode in-process.
+    On a GPU, all cores but two (up to 16 per process) decode and augment, shared
+    by the ``processes_per_node`` processes torchrun started on this node, since the
+    per-image decoding and augmentation, not the GPU, bounds an epoch. On the CPU the
+    model competes with the workers for the same cores, so small machines decode
+    in-process.
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpus = cpus or 1
+    share = max(1, (cpus - 2) // max(1, processes_per_node))
     if device.type == "cuda":
-        return max(1, min(16, cpus - 2))
-    return 0 if cpus <= 4 else min(4, cpus // 4)
+        return max(1, min(16, share))
+    return 0 if cpus <= 4 else min(4, share // 4)

@@ -1,54 +1,60 @@
 """A whole training run: data, model, epochs, evaluation, checkpoints, run directory.
 
 The run directory holds ``config.yaml``, ``train.log``, ``metrics.jsonl`` (one JSON
-line per evaluation), ``last.pt`` (every epoch), ``best.pt`` (best top-1 so far) and
-``summary.json``. A run resumed from ``last.pt`` ends with the same weights as an
-uninterrupted one: the model is seeded, the shuffle and every sample's augmentation
-derive from (seed, epoch, index), and the checkpoint holds the optimizer, the
-gradient scaler and the RNG state.
+line per evaluation on the model-selection split), ``last.pt`` (every epoch),
+``best.pt`` (best selection top-1 so far) and ``summary.json`` (last and best, and
+at the end the report on the test split). A run resumed from ``last.pt`` ends with
+the same weights as an uninterrupted one: the model is seeded, the shuffle and every
+sample's augmentation derive from (seed, epoch, index), and the checkpoint holds the
+optimizer, the gradient scaler and the RNG state.
+
+Under ``torchrun`` the same function runs in every process: DDP wraps the model,
+each rank takes ``batch_size / world_size`` samples of every global batch, the BCL
+loss sees the gathered global batch, evaluation is sharded and gathered, and only
+rank 0 logs and writes. The global batch and every sample's views do not depend on
+the number of processes, so a run can resume with another world size.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from balcon import __version__
 from balcon.config import Config, config_from_dict, config_to_yaml
-from balcon.data import (
-    EpochSampler,
-    ImageSet,
-    load_image_sets,
-    make_eval_dataset,
-    make_train_dataset,
-)
+from balcon.data import EpochSampler, ImageSet, load_image_sets, make_train_dataset
 from balcon.engine.checkpoint import load_checkpoint, save_checkpoint
-from balcon.engine.device import (
-    check_precision,
-    default_num_workers,
-    inference_precision,
-    make_grad_scaler,
-    resolve_device,
+from balcon.engine.device import check_precision, make_grad_scaler
+from balcon.engine.distributed import (
+    DistContext,
+    broadcast_object,
+    init_distributed,
+    on_main,
 )
+from balcon.engine.evaluate import eval_loader, loader_options
 from balcon.engine.metrics import classification_metrics
+from balcon.engine.run_dir import (
+    LOG,
+    RunLog,
+    check_new_run_dir,
+    read_records,
+    result_row,
+    summarize,
+)
 from balcon.engine.schedule import lr_at
 from balcon.engine.steps import make_objective, predict, train_one_epoch
 from balcon.errors import BalconError
-from balcon.models import BCLModel, build_model
+from balcon.models import BCLModel, build_model, load_pretrained
 
-__all__ = ["Predictions", "RunResult", "evaluate_checkpoint", "fit", "resume"]
-
-LOG = logging.getLogger("balcon")
-EVAL_BATCH = 256
+__all__ = ["RunResult", "fit", "resume"]
 
 
 @dataclass
@@ -59,115 +65,36 @@ class RunResult:
     summary: dict[str, Any]
 
 
-@dataclass
-class Predictions:
-    """Raw logits of a test set, with the true labels and where each image came from."""
-
-    logits: torch.Tensor
-    labels: torch.Tensor
-    sources: list[str]
-    class_names: list[str]
-
-
-def _make_loaders(
-    cfg: Config, train: ImageSet, test: ImageSet, contrastive: bool, device: torch.device
-) -> tuple[DataLoader, DataLoader, EpochSampler]:
-    sampler = EpochSampler(len(train), seed=cfg.train.seed)
-    train_loader = DataLoader(
-        make_train_dataset(train, cfg.data, contrastive, cfg.train.seed),
-        batch_size=cfg.train.batch_size, sampler=sampler, drop_last=False,
-        **_loader_options(cfg, device),
-    )
-    return train_loader, _eval_loader(cfg, test, device), sampler
+def _local_batch(cfg: Config, ctx: DistContext) -> int:
+    batch = cfg.train.batch_size
+    if batch % ctx.world_size:
+        raise BalconError(
+            f"train.batch_size {batch} is the global batch and must divide by the "
+            f"{ctx.world_size} processes; set train.batch_size to a multiple of {ctx.world_size}"
+        )
+    return batch // ctx.world_size
 
 
-def _loader_options(cfg: Config, device: torch.device) -> dict[str, Any]:
-    workers = cfg.data.num_workers
-    if workers is None:
-        workers = default_num_workers(device)
-    return dict(num_workers=workers, pin_memory=device.type == "cuda",
-                persistent_workers=workers > 0)
-
-
-def _eval_loader(cfg: Config, test: ImageSet, device: torch.device) -> DataLoader:
-    return DataLoader(make_eval_dataset(test, cfg.data), batch_size=EVAL_BATCH, shuffle=False,
-                      **_loader_options(cfg, device))
-
-
-def _build(cfg: Config, num_classes: int, device: torch.device) -> tuple[BCLModel, Any]:
+def _build(cfg: Config, num_classes: int, device: torch.device,
+           ctx: DistContext) -> tuple[BCLModel, torch.optim.Optimizer]:
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, num_classes).to(device)
+    model: nn.Module = build_model(cfg.model, num_classes)
+    if cfg.train.sync_bn and ctx.enabled:
+        if device.type != "cuda":
+            raise BalconError("train.sync_bn needs GPUs (SyncBatchNorm has no CPU kernels); "
+                              "set train.sync_bn=false for a CPU run")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     o = cfg.optim
     optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
                                 weight_decay=o.weight_decay, nesterov=o.nesterov)
-    return model, optimizer
-
-
-class _RunLog:
-    """``train.log`` plus the console, for the duration of a run."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.handlers = [logging.FileHandler(run_dir / "train.log"),
-                         logging.StreamHandler(sys.stdout)]
-        self.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(message)s",
-                                                        "%Y-%m-%d %H:%M:%S"))
-        for h in self.handlers:
-            LOG.addHandler(h)
-        self.level, self.propagate = LOG.level, LOG.propagate
-        LOG.setLevel(logging.INFO)
-        LOG.propagate = False
-
-    def close(self) -> None:
-        for h in self.handlers:
-            LOG.removeHandler(h)
-            h.close()
-        LOG.setLevel(self.level)
-        LOG.propagate = self.propagate
+    return model, optimizer  # type: ignore[return-value]
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
-
-
-def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("epoch", "top1", "top5", "many", "medium", "few")
-    last = records[-1]
-    best = max(records, key=lambda r: r["top1"])
-    return {"last": {k: last[k] for k in keys}, "best": {k: best[k] for k in keys},
-            "epochs_run": last["epoch"]}
-
-
-def _read_records(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
-    """Evaluation records of ``metrics.jsonl`` up to an epoch (later ones are dropped)."""
-    if not path.exists():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short when a run was killed
-            continue
-        if isinstance(record, dict) and record.get("epoch", up_to_epoch + 1) <= up_to_epoch:
-            kept.append(record)
-    if len(kept) != len(lines):
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    return kept
-
-
-def _check_new_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise BalconError(f"--out {run_dir} is a file; give a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise BalconError(
-            f"run directory {run_dir} is not empty; choose another --out, or continue it "
-            f"with balcon train --resume {run_dir}"
-        )
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BalconError(f"cannot create run directory {run_dir} ({err.strerror}); "
-                          "choose another --out") from None
 
 
 def _check_resume_data(state: dict[str, Any], train_set: ImageSet, run_dir: Path) -> None:
@@ -193,6 +120,48 @@ def _restore(state: dict[str, Any], model: BCLModel, optimizer: torch.optim.Opti
         ) from None
 
 
+def _start_new_run(cfg: Config, model: BCLModel, run_dir: Path) -> str | None:
+    """Rank 0: write config.yaml, load pretrained encoder weights (DDP shares them)."""
+    (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
+    if cfg.model.pretrained is None:
+        return None
+    return load_pretrained(model.encoder, cfg.model.pretrained, cfg.model.encoder)
+
+
+def _evaluate(model: BCLModel, loader: DataLoader, counts: list[int], cfg: Config,
+              device: torch.device, ctx: DistContext, desc: str) -> dict[str, Any]:
+    logits, labels = predict(model, loader, device, cfg.train.precision, desc=desc,
+                             channels_last=cfg.model.channels_last, ctx=ctx)
+    return classification_metrics(logits, labels, counts)
+
+
+def _final_report(model: BCLModel, cfg: Config, run_dir: Path, images: ImageSet, split: str,
+                  counts: list[int], device: torch.device, ctx: DistContext,
+                  records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last model and best.pt measured on the report split (a split not selected on)."""
+    loader = eval_loader(images, cfg.data, device, ctx)
+    last = _evaluate(model, loader, counts, cfg, device, ctx, f"{split} (last)")
+    last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_weights = broadcast_object(
+        load_checkpoint(run_dir / "best.pt")["model"] if ctx.is_main else None
+    )
+    model.load_state_dict(best_weights)
+    best = _evaluate(model, loader, counts, cfg, device, ctx, f"{split} (best)")
+    model.load_state_dict(last_state)
+    selection = summarize(records, records[-1]["split"])
+    best["epoch"] = selection["best"]["epoch"]
+    last["epoch"] = records[-1]["epoch"]
+    for name, result in (("last", last), ("best", best)):
+        LOG.info("%s split, %s (epoch %d): top1 %.2f many %s medium %s few %s", split, name,
+                 result["epoch"], result["top1"], _fmt(result["many"]),
+                 _fmt(result["medium"]), _fmt(result["few"]))
+    return {"last": result_row(last, split), "best": result_row(best, split),
+            "epochs_run": records[-1]["epoch"], "selection_split": selection["selection_split"],
+            "report_split": split, "per_class": dict(zip(images.class_names, last["per_class"],
+                                                         strict=True)),
+            "selection": {"last": selection["last"], "best": selection["best"]}}
+
+
 def fit(
     cfg: Config,
     data_dir: str | Path | None,
@@ -208,43 +177,71 @@ def fit(
     continues with :func:`resume`. Returns the run directory and its summary.
     """
     run_dir = Path(run_dir)
-    dev = resolve_device(device)
+    ctx, dev = init_distributed(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     check_precision(dev, cfg.train.precision)
-    train_set, test_set = load_image_sets(cfg.data, data_dir, download=download)
+    local_batch = _local_batch(cfg, ctx)
+    splits = load_image_sets(cfg.data, data_dir, download=download)
+    train_set = splits.train
     counts = train_set.class_counts()
+    select_name, report_name = splits.selection_split, splits.report_split
     if _resume_state is None:
-        _check_new_run_dir(run_dir)
+        on_main(check_new_run_dir, run_dir)
     else:
         _check_resume_data(_resume_state, train_set, run_dir)
     objective = make_objective(cfg.loss, counts)
     objective.classifier_loss.to(dev)
-    model, optimizer = _build(cfg, train_set.num_classes, dev)
+    model, optimizer = _build(cfg, train_set.num_classes, dev, ctx)
     scaler = make_grad_scaler(dev, cfg.train.precision)
+    pretrained_note = None
     if _resume_state is not None:
         _restore(_resume_state, model, optimizer, scaler, run_dir)
         start_epoch = int(_resume_state["epoch"])
     else:
-        (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
+        pretrained_note = on_main(_start_new_run, cfg, model, run_dir)
         start_epoch = 0
-    train_loader, test_loader, sampler = _make_loaders(
-        cfg, train_set, test_set, objective.contrastive, dev
+    train_model: nn.Module = model
+    if ctx.enabled:  # DDP copies rank 0's weights (pretrained or resumed) to every rank
+        train_model = DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=not objective.contrastive,
+        )
+    sampler = EpochSampler(len(train_set), seed=cfg.train.seed, num_replicas=ctx.world_size,
+                           rank=ctx.rank)
+    train_loader = DataLoader(
+        make_train_dataset(train_set, cfg.data, objective.contrastive, cfg.train.seed),
+        batch_size=local_batch, sampler=sampler, drop_last=False,
+        **loader_options(cfg.data, dev, ctx),
     )
+    select_loader = eval_loader(splits.get(select_name), cfg.data, dev, ctx)
     metrics_path = run_dir / "metrics.jsonl"
-    records = _read_records(metrics_path, start_epoch)
+    records = read_records(metrics_path, start_epoch) if ctx.is_main else []
     best_top1 = max((r["top1"] for r in records), default=-math.inf)
     base_state = {
         "config": cfg.to_dict(), "class_names": train_set.class_names, "class_counts": counts,
         "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
         "balcon_version": __version__,
     }
-    log = _RunLog(run_dir)
+    summary: dict[str, Any] = summarize(records, select_name) if records else {}
+    log = RunLog(run_dir, enabled=ctx.is_main)
     try:
         if start_epoch == 0:
-            LOG.info("run %s: %s, %s, %d train / %d test images, %d classes, device %s",
-                     run_dir, cfg.name, cfg.loss.method, len(train_set), len(test_set),
-                     train_set.num_classes, dev)
+            held_out = ", ".join(f"{len(splits.get(n))} {n}" for n in ("val", "test")
+                                 if getattr(splits, n) is not None)
+            LOG.info("run %s: %s, %s, %d train%s images, %d classes, device %s%s",
+                     run_dir, cfg.name, cfg.loss.method, len(train_set),
+                     f" / {held_out}" if held_out else "", train_set.num_classes, dev,
+                     f", {ctx.world_size} processes ({local_batch} images each per batch)"
+                     if ctx.enabled else "")
+            if pretrained_note:
+                LOG.info("encoder weights: %s", pretrained_note)
+            if select_name == "train":
+                LOG.info("no val or test split: best.pt is chosen on, and the report "
+                         "measures, the training images (no held-out accuracy)")
+            else:
+                LOG.info("model selection on %s, final report on %s", select_name,
+                         report_name)
         else:
             LOG.info("resuming %s after epoch %d", run_dir, start_epoch)
         epochs = cfg.train.epochs
@@ -254,8 +251,9 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             sampler.set_epoch(epoch)
-            stats = train_one_epoch(model, train_loader, objective, optimizer, scaler, dev,
-                                    cfg.train.precision, desc=f"epoch {epoch + 1}/{epochs}")
+            stats = train_one_epoch(train_model, train_loader, objective, optimizer, scaler,
+                                    dev, cfg.train.precision, desc=f"epoch {epoch + 1}/{epochs}",
+                                    channels_last=cfg.model.channels_last, ctx=ctx)
             LOG.info("epoch %d/%d lr %.4g loss %.4f (cls %.4f, con %s) train-acc %.2f "
                      "%.0f img/s %.1fs (data wait %.0f%%)", epoch + 1, epochs, lr, stats["loss"],
                      stats["loss_cls"], _fmt(stats["loss_con"], ".4f"), stats["train_acc"],
@@ -267,28 +265,37 @@ def fit(
                     "optim.lr or use train.precision=off"
                 )
             done = epoch + 1
-            state = {**base_state, "epoch": done, "model": model.state_dict(),
-                     "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                     "rng": torch.get_rng_state()}
-            if done % cfg.train.eval_every == 0 or done == epochs:
-                logits, labels = predict(model, test_loader, dev, cfg.train.precision)
-                record = {"epoch": done, "lr": lr, **stats,
-                          **classification_metrics(logits, labels, counts)}
+            evaluated = done % cfg.train.eval_every == 0 or done == epochs
+            if evaluated:
+                metrics = _evaluate(model, select_loader, counts, cfg, dev, ctx, select_name)
+                record = {"epoch": done, "split": select_name, "lr": lr, **stats, **metrics}
                 records.append(record)
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-                LOG.info("eval epoch %d: top1 %.2f top%d %.2f many %s medium %s few %s",
-                         done, record["top1"], record["top5_k"], record["top5"],
+                LOG.info("eval epoch %d on %s: top1 %.2f top%d %.2f many %s medium %s few %s",
+                         done, select_name, record["top1"], record["top5_k"], record["top5"],
                          _fmt(record["many"]), _fmt(record["medium"]), _fmt(record["few"]))
-            save_checkpoint(run_dir / "last.pt", state)
-            if records and records[-1]["epoch"] == done:
-                if records[-1]["top1"] > best_top1:
+            if ctx.is_main:
+                state = {**base_state, "epoch": done, "model": model.state_dict(),
+                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                         "rng": torch.get_rng_state()}
+                if evaluated:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(records[-1]) + "\n")
+                save_checkpoint(run_dir / "last.pt", state)
+                if evaluated and records[-1]["top1"] > best_top1:
                     best_top1 = records[-1]["top1"]
                     save_checkpoint(run_dir / "best.pt", state)
-                (run_dir / "summary.json").write_text(json.dumps(_summary(records), indent=2))
+            if evaluated:
+                summary = summarize(records, select_name)
+                if done == epochs and report_name != select_name:
+                    summary = _final_report(model, cfg, run_dir, splits.get(report_name),
+                                            report_name, counts, dev, ctx, records)
+                elif done == epochs:
+                    summary["per_class"] = dict(zip(train_set.class_names,
+                                                    records[-1]["per_class"], strict=True))
+                if ctx.is_main:
+                    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     finally:
         log.close()
-    summary = _summary(records) if records else {}
     return RunResult(run_dir, summary)
 
 
@@ -296,50 +303,23 @@ def resume(
     run_dir: str | Path, data_dir: str | Path | None = None, device: str | None = None,
     stop_after: int | None = None,
 ) -> RunResult:
-    """Continue the run in ``run_dir`` from its ``last.pt`` to its configured end."""
+    """Continue the run in ``run_dir`` from its ``last.pt`` to its configured end.
+
+    Rank 0 reads the checkpoint and shares it, so in a multi-node run only rank 0
+    needs the run directory. Any number of processes may resume any run.
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / "last.pt").is_file():
-        raise BalconError(
-            f"{run_dir} holds no last.pt; --resume takes a run directory balcon wrote"
-        )
-    state = load_checkpoint(run_dir / "last.pt")
+    init_distributed(device)
+
+    def read() -> dict[str, Any]:
+        if not (run_dir / "last.pt").is_file():
+            raise BalconError(
+                f"{run_dir} holds no last.pt; --resume takes a run directory balcon wrote"
+            )
+        return load_checkpoint(run_dir / "last.pt")
+
+    state = on_main(read)
     cfg = config_from_dict(state["config"], source=f"{run_dir / 'last.pt'}")
     data_dir = data_dir if data_dir is not None else state.get("data_dir")
     return fit(cfg, data_dir, run_dir, device=device, stop_after=stop_after,
                _resume_state=state)
-
-
-def evaluate_checkpoint(
-    path: str | Path, data_dir: str | Path | None = None, device: str | None = None
-) -> tuple[dict[str, Any], Predictions]:
-    """Test-set metrics of a checkpoint (with its class names and epoch), and its predictions.
-    """
-    state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"], source=str(path))
-    dev = resolve_device(device)
-    data_dir = data_dir if data_dir is not None else state.get("data_dir")
-    _, test_set = load_image_sets(cfg.data, data_dir)
-    names = state["class_names"]
-    if test_set.class_names != names:
-        raise BalconError(
-            f"the test set in {data_dir} has classes {test_set.class_names[:3]}..., the "
-            f"checkpoint {names[:3]}...; point --data-dir at the data it was trained on"
-        )
-    model = build_model(cfg.model, len(names))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError:
-        raise BalconError(
-            f"checkpoint {path} does not fit model {cfg.model.encoder}; it is incompatible"
-        ) from None
-    model.to(dev)
-    loader = _eval_loader(cfg, test_set, dev)
-    started = time.perf_counter()
-    logits, labels = predict(model, loader, dev, inference_precision(dev, cfg.train.precision))
-    metrics = classification_metrics(logits, labels, state["class_counts"])
-    sources = test_set.paths or [f"test[{i}]" for i in range(len(test_set))]
-    predictions = Predictions(logits, labels, list(sources), names)
-    return {"checkpoint": str(path), "epoch": state["epoch"], "config": cfg.name,
-            "method": cfg.loss.method, "test_images": len(labels),
-            "seconds": time.perf_counter() - started, **metrics,
-            "class_names": names, "class_counts": state["class_counts"]}, predictions

@@ -1,4 +1,4 @@
-"""Backbones and the BCL model."""
+"""Backbones, the BCL model, and pretrained encoder weights."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from torch import nn
 from balcon.config import ModelConfig
 from balcon.errors import BalconError
 from balcon.models.bcl import BCLModel, CosineClassifier, mlp_head
+from balcon.models.pretrained import load_pretrained
 from balcon.models.resnet_cifar import CifarResNet, resnet_cifar
+from balcon.models.resnet_torchvision import torchvision_resnet, torchvision_resnet_names
 
 __all__ = [
     "BCLModel",
@@ -17,19 +19,56 @@ __all__ = [
     "CosineClassifier",
     "build_encoder",
     "build_model",
+    "load_pretrained",
     "mlp_head",
     "resnet_cifar",
+    "torchvision_resnet",
+    "torchvision_resnet_names",
 ]
+
+_ACCEPTED = (
+    "use cifar_resnet<6n+2> or resnet<6n+2> (CIFAR ResNets: resnet8, resnet20, resnet32, "
+    "...), a torchvision ResNet ({tv}), or timm:<model name>"
+)
+
+
+def _cifar_depth(text: str) -> int | None:
+    depth = int(text)
+    return depth if depth >= 8 and (depth - 2) % 6 == 0 else None
+
+
+def _unknown(name: str, why: str = "is unknown") -> BalconError:
+    tv = ", ".join(torchvision_resnet_names())
+    return BalconError(f"model.encoder {name!r} {why}; " + _ACCEPTED.format(tv=tv))
 
 
 def build_encoder(name: str) -> nn.Module:
-    """A backbone by name: ``resnet32`` (any CIFAR ResNet-(6n+2)) or ``timm:<model>``.
+    """A feature encoder by name, without pretrained weights; it has ``num_features``.
 
-    A timm model is created without pretrained weights and without its classifier,
-    so it returns pooled features (e.g. ``timm:resnext50_32x4d`` for ImageNet-LT).
+    Names resolve in this order:
+
+    - ``cifar_resnetN``: the CIFAR ResNet of depth N = 6n + 2 (64 features);
+    - a torchvision ResNet-family name (``resnet50``, ``resnext50_32x4d``,
+      ``wide_resnet50_2``, ...; see :func:`torchvision_resnet_names`): that model with
+      ``fc`` replaced by an identity (2048 features for ResNet-50 and ResNeXt-50);
+    - ``resnetN`` with N = 6n + 2 that torchvision does not name (``resnet8``,
+      ``resnet20``, ``resnet32``, ...): the CIFAR ResNet (``resnet50`` and
+      ``resnet152`` are torchvision's; ``cifar_resnet50`` is the CIFAR one);
+    - ``timm:<model>``: a timm model without its classifier, so it returns pooled
+      features (e.g. ``timm:resnext50_32x4d``).
+
+    Anything else is a :class:`~balcon.errors.BalconError` listing these forms.
     """
+    match = re.fullmatch(r"cifar_resnet(\d+)", name)
+    if match:
+        depth = _cifar_depth(match.group(1))
+        if depth is None:
+            raise _unknown(name, "is not a CIFAR ResNet depth (6n + 2, n >= 1)")
+        return resnet_cifar(depth)
+    if name in torchvision_resnet_names():
+        return torchvision_resnet(name)
     match = re.fullmatch(r"resnet(\d+)", name)
-    if match and (int(match.group(1)) - 2) % 6 == 0 and int(match.group(1)) >= 8:
+    if match and _cifar_depth(match.group(1)) is not None:
         return resnet_cifar(int(match.group(1)))
     if name.startswith("timm:"):
         import timm
@@ -38,14 +77,16 @@ def build_encoder(name: str) -> nn.Module:
             return timm.create_model(name[5:], pretrained=False, num_classes=0)
         except RuntimeError as err:
             raise BalconError(f"model.encoder {name!r}: {err}; see timm.list_models()") from None
-    raise BalconError(
-        f"model.encoder {name!r} is unknown; use resnet<6n+2> (resnet20, resnet32, ...) "
-        "or timm:<model name>"
-    )
+    raise _unknown(name)
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> BCLModel:
-    """The :class:`BCLModel` that ``cfg`` describes, for ``num_classes`` classes."""
+    """The :class:`BCLModel` that ``cfg`` describes, for ``num_classes`` classes.
+
+    The encoder starts from random weights: ``cfg.pretrained`` is applied by the
+    training engine (:func:`load_pretrained`) for new runs only, since evaluation and
+    resumed runs take every weight from a checkpoint.
+    """
     return BCLModel(
         build_encoder(cfg.encoder),
         num_classes,

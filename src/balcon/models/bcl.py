@@ -60,7 +60,7 @@ class BCLModel(nn.Module):
         head_dim: output dimension of both heads (128 on CIFAR, 1024 on ImageNet).
 
     ``forward(x)`` returns ``(projections, logits, prototypes)``: (N, head_dim)
-    L2-normalised, (N, C), and (C, head_dim) L2-normalised.
+    L2-normalised, (N, C), and (C, head_dim) L2-normalised; ``predict(x)`` the logits.
     """
 
     def __init__(
@@ -95,11 +95,21 @@ class BCLModel(nn.Module):
         """L2-normalised class prototypes (C, head_dim) from the classifier weights."""
         return F.normalize(self.prototype_head(self.classifier.weight), dim=1)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(projections, logits, prototypes)`` for images ``x``."""
+    def forward(
+        self, x: Tensor, heads: bool = True
+    ) -> tuple[Tensor | None, Tensor, Tensor | None]:
+        """``(projections, logits, prototypes)`` for images ``x``.
+
+        ``heads=False`` skips both MLP heads and returns ``(None, logits, None)``: the
+        classifier-only methods train that way (through ``forward``, so that
+        DistributedDataParallel sees the call).
+        """
         feats = self.encoder(x)
+        logits = self.classifier(feats)
+        if not heads:
+            return None, logits, None
         projections = F.normalize(self.projection_head(feats), dim=1)
-        return projections, self.classifier(feats), self.prototypes()
+        return projections, logits, self.prototypes()
 
     def predict(self, x: Tensor) -> Tensor:
         """Logits alone (skips both heads); predict with ``argmax`` of these."""

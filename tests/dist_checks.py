@@ -1,0 +1,128 @@
+"""Checks run by ``tests/test_distributed.py`` inside ``torchrun`` (2 CPU processes, gloo).
+
+``python -m torch.distributed.run --nproc_per_node 2 tests/dist_checks.py OUT_DIR`` makes
+every rank write ``OUT_DIR/rank{r}.pt`` with what it computed; the test compares those
+with single-process computations of the same inputs.
+
+1. Loss: a batch of BCL features is split over the ranks; each rank gathers the global
+   batch (with gradients) and computes the loss; we keep the loss, the gradient with
+   respect to its own features and to the prototypes.
+2. DDP: a tiny model without BatchNorm trained one step on half a batch per rank with
+   balcon's objective (LA on local logits + BCL on the gathered projections); we keep
+   the parameter gradients after DDP's averaging.
+3. Evaluation: balcon's sharded ``predict`` over a 7-image set (odd, so the sampler pads).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from balcon.config import DataConfig, LossConfig
+from balcon.data import ImageSet
+from balcon.engine.distributed import gather, gather_with_grad, init_distributed
+from balcon.engine.evaluate import eval_loader
+from balcon.engine.steps import make_objective, objective_loss, predict
+from balcon.losses import BalancedContrastiveLoss
+
+BATCH, DIM, CLASSES = 8, 6, 5
+
+
+def loss_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features (B, 2, D) normalised, labels (B,), prototypes (C, D) normalised."""
+    gen = torch.Generator().manual_seed(7)
+    features = F.normalize(torch.randn(BATCH, 2, DIM, generator=gen, dtype=torch.float64), dim=2)
+    labels = torch.tensor([0, 1, 1, 2, 0, 3, 1, 0])
+    prototypes = F.normalize(torch.randn(CLASSES, DIM, generator=gen, dtype=torch.float64), dim=1)
+    return features, labels, prototypes
+
+
+class TinyBCL(nn.Module):
+    """Linear encoder, cosine-free linear classifier, linear heads: no BatchNorm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(12, 10)
+        self.classifier = nn.Linear(10, CLASSES)
+        self.projection_head = nn.Linear(10, DIM)
+        self.prototype_head = nn.Linear(10, DIM)
+
+    def forward(self, x: torch.Tensor, heads: bool = True):
+        feats = torch.tanh(self.encoder(x))
+        logits = self.classifier(feats)
+        projections = F.normalize(self.projection_head(feats), dim=1)
+        prototypes = F.normalize(self.prototype_head(self.classifier.weight), dim=1)
+        return projections, logits, prototypes
+
+
+def ddp_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three views of each of BATCH samples, (3, B, 12), and labels."""
+    gen = torch.Generator().manual_seed(11)
+    return torch.randn(3, BATCH, 12, generator=gen), torch.tensor([0, 1, 1, 2, 0, 3, 4, 0])
+
+
+def ddp_step(model: nn.Module, views: torch.Tensor, labels: torch.Tensor) -> None:
+    """One forward/backward of balcon's BCL objective (views stacked along the batch)."""
+    objective = make_objective(LossConfig(), [5, 4, 3, 2, 1])
+    batch = labels.shape[0]
+    projections, logits, prototypes = model(views.reshape(-1, views.shape[-1]))
+    loss, _, _ = objective_loss(objective, logits[:batch], labels, projections[batch:],
+                                prototypes)
+    loss.backward()
+
+
+def eval_images() -> ImageSet:
+    """Seven random 8x8 RGB images in memory, three classes."""
+    rng = np.random.RandomState(3)
+    pixels = rng.randint(0, 256, size=(7, 8, 8, 3)).astype(np.uint8)
+    return ImageSet(labels=np.array([0, 1, 2, 0, 1, 2, 0]), class_names=["a", "b", "c"],
+                    pixels=pixels)
+
+
+class TinyClassifier(nn.Module):
+    """Predicts from the mean colour of an image: enough to give distinct logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(3, 3)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def main(out_dir: Path) -> None:
+    ctx, device = init_distributed("cpu")
+    rank, world = ctx.rank, ctx.world_size
+    part = BATCH // world
+    mine = slice(rank * part, (rank + 1) * part)
+    result: dict[str, object] = {"world": world}
+
+    features, labels, prototypes = loss_inputs()
+    local = features[mine].clone().requires_grad_(True)
+    protos = prototypes.clone().requires_grad_(True)
+    loss = BalancedContrastiveLoss(0.1)(gather_with_grad(local), gather(labels[mine]), protos)
+    loss.backward()
+    result.update(loss=loss.detach(), feature_grad=local.grad, prototype_grad=protos.grad)
+
+    torch.manual_seed(0)
+    model = DistributedDataParallel(TinyBCL())
+    views, ddp_labels = ddp_inputs()
+    ddp_step(model, views[:, mine], ddp_labels[mine])
+    result["param_grads"] = {k: p.grad for k, p in model.module.named_parameters()}
+
+    images = eval_images()
+    logits, eval_labels = predict(TinyClassifier(), eval_loader(images, DataConfig(
+        image_size=8, num_workers=0), device, ctx), device, "off", ctx=ctx)
+    result.update(eval_logits=logits, eval_labels=eval_labels)
+    torch.save(result, out_dir / f"rank{rank}.pt")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

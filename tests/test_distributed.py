@@ -1,0 +1,128 @@
+"""Multi-process runs (torchrun, 2 CPU processes, gloo) against single-process ones.
+
+Each test launches ``torchrun`` as a subprocess, the way users run balcon on several
+GPUs, so the environment handling, the process group and the collectives are the
+real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from balcon.config import DataConfig
+from balcon.engine import fit, load_checkpoint
+from balcon.engine.evaluate import eval_loader
+from balcon.engine.steps import predict
+from balcon.losses import BalancedContrastiveLoss
+
+sys.path.insert(0, str(Path(__file__).parent))
+import dist_checks  # noqa: E402
+from test_engine import TINY, tiny_config  # noqa: E402
+
+TESTS = Path(__file__).parent
+
+
+def torchrun(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 ARGS`` on the CPU; returns the process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         "2", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def rank_results(tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("dist")
+    proc = torchrun([str(TESTS / "dist_checks.py"), str(out)], cwd=out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def test_gathered_loss_and_feature_gradients_equal_single_process(rank_results):
+    features, labels, prototypes = dist_checks.loss_inputs()
+    features.requires_grad_(True)
+    prototypes.requires_grad_(True)
+    loss = BalancedContrastiveLoss(0.1)(features, labels, prototypes)
+    loss.backward()
+    half = dist_checks.BATCH // 2
+    for rank, res in enumerate(rank_results):
+        assert res["world"] == 2
+        torch.testing.assert_close(res["loss"], loss.detach(), rtol=1e-5, atol=1e-7)
+        # every rank computes the whole loss, so its features get world_size times the
+        # gradient; DDP's averaging divides that back (checked on parameters below)
+        torch.testing.assert_close(res["feature_grad"] / 2,
+                                   features.grad[rank * half:(rank + 1) * half],
+                                   rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(res["prototype_grad"], prototypes.grad, rtol=1e-5, atol=1e-8)
+
+
+def test_ddp_parameter_gradients_equal_single_process(rank_results):
+    torch.manual_seed(0)
+    model = dist_checks.TinyBCL()
+    views, labels = dist_checks.ddp_inputs()
+    dist_checks.ddp_step(model, views, labels)
+    for res in rank_results:
+        for name, param in model.named_parameters():
+            torch.testing.assert_close(res["param_grads"][name], param.grad, rtol=1e-5,
+                                       atol=1e-7, msg=name)
+
+
+def test_sharded_evaluation_equals_single_process(rank_results):
+    images = dist_checks.eval_images()
+    device = torch.device("cpu")
+    loader = eval_loader(images, DataConfig(image_size=8, num_workers=0), device)
+    logits, labels = predict(dist_checks.TinyClassifier(), loader, device, "off")
+    assert len(labels) == 7
+    for res in rank_results:
+        assert torch.equal(res["eval_labels"], labels)
+        torch.testing.assert_close(res["eval_logits"], logits)
+
+
+SMALL = ("model.head_hidden=16", "model.head_dim=8")
+
+
+def test_two_process_training_run(tmp_path: Path, cifar10_shared_root: Path):
+    """A tiny BCL run under torchrun completes; rank 0 alone logs, prints and writes."""
+    run = tmp_path / "run"
+    args = ["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
+            "--data-dir", str(cifar10_shared_root), "--out", str(run)]
+    for item in (*TINY, *SMALL, "train.epochs=1"):
+        args += ["--set", item]
+    proc = torchrun(args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1]
+    assert records[0]["split"] == "test" and 0 <= records[0]["top1"] <= 100
+    assert "2 processes (32 images each per batch)" in (run / "train.log").read_text()
+    assert proc.stdout.count("run directory:") == 1
+    state = load_checkpoint(run / "last.pt")
+    assert not any(k.startswith("module.") for k in state["model"])
+
+
+def test_resume_with_another_world_size(tmp_path: Path, cifar10_shared_root: Path):
+    """Epoch 1 in one process, epoch 2 under torchrun with two."""
+    run = tmp_path / "run"
+    fit(tiny_config(*SMALL), cifar10_shared_root, run, device="cpu", stop_after=1)
+    proc = torchrun(["-m", "balcon", "train", "--resume", str(run), "--device", "cpu"],
+                    cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    assert "resuming" in (run / "train.log").read_text()
+
+
+def test_batch_must_divide_by_processes(tmp_path: Path, cifar10_shared_root: Path):
+    proc = torchrun(["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
+                     "--data-dir", str(cifar10_shared_root), "--out", str(tmp_path / "r"),
+                     "--set", "train.batch_size=63"], cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.count("balcon: error: train.batch_size 63") == 1
