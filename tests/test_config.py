@@ -124,6 +124,9 @@ def test_overrides_parse_and_validate():
     assert cfg.loss.method == "supcon" and cfg.train.precision == "bf16"
     assert load_preset("cifar10-lt-r10").optim.lr == 0.15  # the preset is untouched
     assert apply_overrides(cfg, ["optim.lr=1"]).optim.lr == 1.0  # int -> float
+    # YAML 1.1 leaves 1e-4 a string; float fields take it (also from config files)
+    assert apply_overrides(cfg, ["optim.weight_decay=1e-4"]).optim.weight_decay == 1e-4
+    assert config_from_dict({"optim": {"lr": "2E-3"}}).optim.lr == 2e-3
 
 
 @pytest.mark.parametrize("item,words", [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -166,6 +167,9 @@ class Config:
         return asdict(self)
 
 
+#: A number in scientific notation that YAML 1.1 (PyYAML) leaves a string, such as 1e-4.
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
 SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "name"}
 
 
@@ -203,6 +207,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise BalconError(f"{key} must be an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise BalconError(f"{key} must be a number, got {value!r}")
         return float(value)
