@@ -57,6 +57,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 from torch import Tensor
 
 try:
@@ -244,15 +245,7 @@ def peak_bytes(step: Callable[[], Tensor], device: torch.device) -> int | None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    model = model or platform.processor() or platform.machine()
+    model = cpu_model()
     return f"{model} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
 
 

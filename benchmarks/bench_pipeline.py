@@ -52,6 +52,7 @@ import PIL
 import timm
 import torch
 import torchvision
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -142,16 +143,7 @@ def time_pipeline(root: Path, pipeline: str, workers: int, batch: int, epochs: i
 
 
 def cpu_name() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    model = model or platform.processor() or platform.machine()
-    return f"{model} ({os.cpu_count()} logical cores)"
+    return f"{cpu_model()} ({os.cpu_count()} logical cores)"
 
 
 def parse_size(text: str) -> tuple[int, int]:
