@@ -127,3 +127,23 @@ def test_batch_must_divide_by_processes(tmp_path: Path, cifar10_shared_root: Pat
                      "--set", "train.batch_size=63"], cwd=tmp_path)
     assert proc.returncode != 0
     assert proc.stderr.count("balcon: error: train.batch_size 63") == 1
+
+
+def test_corrupt_image_in_one_rank_share_is_reported_by_that_rank(tmp_path: Path,
+                                                                    image_folder_root: Path):
+    from balcon.data import EpochSampler, load_image_folder
+
+    train = load_image_folder(image_folder_root / "train")
+    shares = [set(i for _, i in EpochSampler(len(train), seed=0, num_replicas=2, rank=r))
+              for r in range(2)]
+    victim = Path(train.paths[min(shares[1] - shares[0])])
+    victim.write_bytes(b"not an image")
+    proc = torchrun(["-m", "balcon", "train", "--preset", "imagefolder-r32", "--device", "cpu",
+                     "--data-dir", str(image_folder_root), "--out", str(tmp_path / "run"),
+                     "--epochs", "1", "--set", "model.encoder=resnet8",
+                     "--set", "train.batch_size=4", "--set", "data.num_workers=0"], cwd=tmp_path)
+    assert proc.returncode != 0
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("balcon: error:")]
+    assert errors == [f"balcon: error: process 1: cannot read image {victim} "
+                      f"(UnidentifiedImageError: cannot identify image file {str(victim)!r}); "
+                      "replace or remove the file"], proc.stderr[-2000:]

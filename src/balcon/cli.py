@@ -23,7 +23,7 @@ from balcon.config import (
     load_preset,
     preset_yaml,
 )
-from balcon.errors import BalconError
+from balcon.errors import BalconError, RankError, one_line
 
 __all__ = ["main"]
 
@@ -185,21 +185,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_line(err: BaseException) -> str:
-    """The user-facing line of an error, also when a DataLoader worker wrapped it."""
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    line = lines[-1] if lines else type(err).__name__
-    prefix = "balcon.errors.BalconError: "
-    return line[len(prefix):] if line.startswith(prefix) else line
-
-
 COMMANDS = {"presets": _cmd_presets, "train": _cmd_train, "eval": _cmd_eval, "demo": _cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status.
 
-    Under torchrun only rank 0 prints errors; every process exits with the status.
+    Under torchrun only rank 0 prints the errors every process meets, a process its
+    own (:class:`~balcon.errors.RankError`); every process exits with the status.
     """
     from balcon.engine.distributed import context_from_env, shutdown
 
@@ -207,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except BalconError as err:
-        if context_from_env().is_main:
-            print(f"balcon: error: {_one_line(err)}", file=sys.stderr)
+        if context_from_env().is_main or isinstance(err, RankError):
+            print(f"balcon: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nbalcon: interrupted; a run continues with balcon train --resume RUN_DIR",

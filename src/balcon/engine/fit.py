@@ -17,8 +17,10 @@ the number of processes, so a run can resume with another world size.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,7 @@ from balcon.engine.run_dir import (
 )
 from balcon.engine.schedule import lr_at
 from balcon.engine.steps import make_objective, predict, train_one_epoch
-from balcon.errors import BalconError
+from balcon.errors import BalconError, RankError, one_line
 from balcon.models import BCLModel, build_model, load_pretrained
 
 __all__ = ["RunResult", "fit", "resume"]
@@ -91,6 +93,23 @@ def _build(cfg: Config, num_classes: int, device: torch.device,
     optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
                                 weight_decay=o.weight_decay, nesterov=o.nesterov)
     return model, optimizer  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _own_errors(ctx: DistContext) -> Iterator[None]:
+    """In a multi-process run, mark a BalconError raised here as this rank's own.
+
+    Each rank reads its own share of the data, so a corrupt file stops one rank; its
+    message must come from that rank (torchrun then stops the others).
+    """
+    try:
+        yield
+    except RankError:
+        raise
+    except BalconError as err:
+        if not ctx.enabled:
+            raise
+        raise RankError(f"process {ctx.rank}: {one_line(err)}") from None
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -251,9 +270,11 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             sampler.set_epoch(epoch)
-            stats = train_one_epoch(train_model, train_loader, objective, optimizer, scaler,
-                                    dev, cfg.train.precision, desc=f"epoch {epoch + 1}/{epochs}",
-                                    channels_last=cfg.model.channels_last, ctx=ctx)
+            with _own_errors(ctx):
+                stats = train_one_epoch(train_model, train_loader, objective, optimizer,
+                                        scaler, dev, cfg.train.precision,
+                                        desc=f"epoch {epoch + 1}/{epochs}",
+                                        channels_last=cfg.model.channels_last, ctx=ctx)
             LOG.info("epoch %d/%d lr %.4g loss %.4f (cls %.4f, con %s) train-acc %.2f "
                      "%.0f img/s %.1fs (data wait %.0f%%)", epoch + 1, epochs, lr, stats["loss"],
                      stats["loss_cls"], _fmt(stats["loss_con"], ".4f"), stats["train_acc"],
@@ -267,7 +288,9 @@ def fit(
             done = epoch + 1
             evaluated = done % cfg.train.eval_every == 0 or done == epochs
             if evaluated:
-                metrics = _evaluate(model, select_loader, counts, cfg, dev, ctx, select_name)
+                with _own_errors(ctx):
+                    metrics = _evaluate(model, select_loader, counts, cfg, dev, ctx,
+                                        select_name)
                 record = {"epoch": done, "split": select_name, "lr": lr, **stats, **metrics}
                 records.append(record)
                 LOG.info("eval epoch %d on %s: top1 %.2f top%d %.2f many %s medium %s few %s",
