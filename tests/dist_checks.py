@@ -11,6 +11,10 @@ with single-process computations of the same inputs.
    balcon's objective (LA on local logits + BCL on the gathered projections); we keep
    the parameter gradients after DDP's averaging.
 3. Evaluation: balcon's sharded ``predict`` over a 7-image set (odd, so the sampler pads).
+4. BatchNorm: after a DDP step on different data per rank, each rank's running statistics
+   differ; ``broadcast_buffers`` makes them rank 0's (what evaluation and checkpoints use).
+5. Errors: work that fails on rank 1 alone (data missing on one node) stops every rank
+   with the same one-line error.
 """
 
 from __future__ import annotations
@@ -26,9 +30,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from balcon.config import DataConfig, LossConfig
 from balcon.data import ImageSet
-from balcon.engine.distributed import gather, gather_with_grad, init_distributed
+from balcon.engine.distributed import (
+    broadcast_buffers,
+    gather,
+    gather_with_grad,
+    init_distributed,
+    on_every_rank,
+)
 from balcon.engine.evaluate import eval_loader
 from balcon.engine.steps import make_objective, objective_loss, predict
+from balcon.errors import BalconError
 from balcon.losses import BalancedContrastiveLoss
 
 BATCH, DIM, CLASSES = 8, 6, 5
@@ -121,6 +132,23 @@ def main(out_dir: Path) -> None:
     logits, eval_labels = predict(TinyClassifier(), eval_loader(images, DataConfig(
         image_size=8, num_workers=0), device, ctx), device, "off", ctx=ctx)
     result.update(eval_logits=logits, eval_labels=eval_labels)
+
+    torch.manual_seed(0)
+    bn_model = DistributedDataParallel(nn.Sequential(nn.Linear(12, 6), nn.BatchNorm1d(6)))
+    bn_model(views[0, mine] * (1 + rank)).sum().backward()
+    result["bn_before"] = bn_model.module[1].running_mean.clone()
+    broadcast_buffers(bn_model.module)
+    result["bn_after"] = bn_model.module[1].running_mean.clone()
+
+    def fails_on_rank_one() -> str:
+        if rank == 1:
+            raise BalconError("no such folder here")
+        return "fine"
+
+    try:
+        result["agreed_error"] = on_every_rank(fails_on_rank_one)
+    except BalconError as err:
+        result["agreed_error"] = f"BalconError: {err}"
     torch.save(result, out_dir / f"rank{rank}.pt")
 
 

@@ -12,12 +12,10 @@ from balcon.config import (
     compress_schedule,
     config_from_dict,
     config_to_yaml,
-    list_presets,
     load_config_file,
-    load_preset,
-    preset_yaml,
 )
 from balcon.errors import BalconError
+from balcon.presets import list_presets, load_preset, preset_yaml
 
 CIFAR_PRESETS = [f"{ds}-lt-r{r}{sfx}" for ds in ("cifar10", "cifar100") for r in (10, 50, 100)
                  for sfx in ("", "-400ep")]
@@ -143,7 +141,6 @@ def test_overrides_parse_and_validate():
     ("data.val_split=val.txt", "need data.train_split"),
     ("data.num_classes=10", "applies to split files only"),
     ("data.num_classes=1", "data.num_classes must be >= 2"),
-    ("data.randaugment=auto", "timm RandAugment string"),
     ("loss.method=focal", "loss.method must be one of"),
     ("data.hflip=maybe", "data.hflip must be true or false"),
     ("optim.milestones=[180, 160]", "optim.milestones"),
@@ -184,3 +181,12 @@ def test_compress_schedule_scales_warmup_and_steps():
     from balcon.engine import lr_at
 
     assert lr_at(cfg.optim, 4, 5) == pytest.approx(0.15 * 0.01)
+
+
+@pytest.mark.parametrize("text", ["auto", "rand-n2-q5", "rand-nX-m10", "rand-n2-m10-mstd"])
+def test_bad_randaugment_is_refused_before_the_run(text: str):
+    with pytest.raises(BalconError, match="is not a timm RandAugment string") as info:
+        apply_overrides(load_preset("imagenet-lt-resnet50"), [f"data.randaugment={text}"])
+    assert "\n" not in str(info.value)
+    cfg = apply_overrides(load_preset("imagenet-lt-resnet50"), ["data.randaugment=rand-n1-m5"])
+    assert cfg.data.randaugment == "rand-n1-m5"

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from balcon.config import DataConfig
-from balcon.engine import fit, load_checkpoint
+from balcon.engine import evaluate_checkpoint, fit, load_checkpoint
 from balcon.engine.evaluate import eval_loader
 from balcon.engine.steps import predict
 from balcon.losses import BalancedContrastiveLoss
@@ -89,6 +89,18 @@ def test_sharded_evaluation_equals_single_process(rank_results):
 SMALL = ("model.head_hidden=16", "model.head_dim=8")
 
 
+def test_batchnorm_statistics_are_rank_zeros_after_broadcast(rank_results):
+    first, second = rank_results
+    assert not torch.equal(first["bn_before"], second["bn_before"])  # each rank's own data
+    assert torch.equal(second["bn_after"], first["bn_before"])
+    assert torch.equal(first["bn_after"], first["bn_before"])
+
+
+def test_a_failure_on_one_rank_stops_every_rank_alike(rank_results):
+    for res in rank_results:
+        assert res["agreed_error"] == "BalconError: process 1: no such folder here"
+
+
 def test_two_process_training_run(tmp_path: Path, cifar10_shared_root: Path):
     """A tiny BCL run under torchrun completes; rank 0 alone logs, prints and writes."""
     run = tmp_path / "run"
@@ -105,6 +117,10 @@ def test_two_process_training_run(tmp_path: Path, cifar10_shared_root: Path):
     assert proc.stdout.count("run directory:") == 1
     state = load_checkpoint(run / "last.pt")
     assert not any(k.startswith("module.") for k in state["model"])
+    # the logged metrics are those of the saved model (rank 0's BatchNorm statistics)
+    metrics, _ = evaluate_checkpoint(run / "last.pt", device="cpu")
+    for key in ("top1", "top5", "per_class"):
+        assert metrics[key] == records[0][key], key
 
 
 def test_resume_with_another_world_size(tmp_path: Path, cifar10_shared_root: Path):

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from balcon.cli import main
-from balcon.config import apply_overrides, load_preset
+from balcon.config import apply_overrides
 from balcon.data import longtail_counts
 from balcon.engine import (
     evaluate_checkpoint,
@@ -22,6 +22,7 @@ from balcon.engine import (
     resume,
     save_checkpoint,
 )
+from balcon.presets import load_preset
 
 #: A tiny but complete run: ResNet-8, imbalance 10 over the synthetic 100-per-class set.
 TINY = [

@@ -18,12 +18,10 @@ from balcon.config import (
     Config,
     apply_overrides,
     compress_schedule,
-    list_presets,
     load_config_file,
-    load_preset,
-    preset_yaml,
 )
 from balcon.errors import BalconError, RankError, one_line
+from balcon.presets import list_presets, load_preset, preset_yaml
 
 __all__ = ["main"]
 
@@ -171,17 +169,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from balcon.engine import fit
+    from balcon.engine import fit, init_distributed
+    from balcon.engine.distributed import broadcast_object
+
+    ctx, _ = init_distributed(args.device)
 
     cfg = load_preset(DEMO_PRESET)
     if args.epochs is not None:
         cfg = compress_schedule(cfg, args.epochs)
     cfg = apply_overrides(cfg, [f"loss.method={args.method}"])
-    out = Path(args.out) if args.out else Path("runs") / f"demo-{args.method}-{_timestamp()}"
-    print(f"balcon demo: {args.method} on long-tailed handwritten digits (scikit-learn), "
-          f"{cfg.train.epochs} epochs")
+    out = broadcast_object(Path(args.out) if args.out else
+                           Path("runs") / f"demo-{args.method}-{_timestamp()}")
+    if ctx.is_main:
+        print(f"balcon demo: {args.method} on long-tailed handwritten digits (scikit-learn), "
+              f"{cfg.train.epochs} epochs")
     result = fit(cfg, None, out, device=args.device)
-    _print_results(result.run_dir, result.summary)
+    if ctx.is_main:
+        _print_results(result.run_dir, result.summary)
     return 0
 
 

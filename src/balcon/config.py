@@ -1,8 +1,9 @@
 """Run configuration: dataclasses, the YAML presets shipped with balcon, overrides.
 
 A config has five sections (``data``, ``model``, ``loss``, ``optim``, ``train``).
-Presets live as YAML files in ``balcon/presets``; a user's own YAML file (a preset's
-YAML, edited) loads the same way; ``section.field=value`` overrides come last.
+Presets live as YAML files in ``balcon/presets`` (:mod:`balcon.presets` loads them); a
+user's own YAML file (a preset's YAML, edited) loads the same way; ``section.field=value``
+overrides come last.
 Every key and value is checked before anything runs; a problem is a
 :class:`~balcon.errors.BalconError` naming the key and what it accepts.
 """
@@ -15,7 +16,6 @@ import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,7 @@ __all__ = [
     "config_from_dict",
     "config_to_yaml",
     "compress_schedule",
-    "list_presets",
     "load_config_file",
-    "load_preset",
-    "preset_yaml",
 ]
 
 CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
@@ -170,6 +167,10 @@ class Config:
 #: A number in scientific notation that YAML 1.1 (PyYAML) leaves a string, such as 1e-4.
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
+#: One section of timm's RandAugment string: ops (n), magnitude (m), its noise (mstd),
+#: cap (mmax), increasing ops (inc), op probability (p), op set (t...).
+RANDAUGMENT_SECTION = re.compile(r"(m|n|mmax|inc)\d+|(mstd|p)\d+(\.\d+)?|t[a-z_]+")
+
 SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "name"}
 
 
@@ -287,6 +288,23 @@ def _check(ok: bool, message: str) -> None:
         raise BalconError(message)
 
 
+def _check_randaugment(text: str) -> None:
+    """Refuse a RandAugment string timm cannot parse (asked of timm itself)."""
+    from timm.data.auto_augment import rand_augment_transform
+
+    try:
+        head, *sections = text.split("-")
+        # timm skips sections it cannot split into key and number; refuse them here
+        if head != "rand" or not all(RANDAUGMENT_SECTION.fullmatch(x) for x in sections):
+            raise ValueError(text)
+        rand_augment_transform(text, {"translate_const": 100, "img_mean": (124, 116, 104)})
+    except Exception:  # noqa: BLE001 - timm fails with asserts, KeyErrors, ValueErrors
+        raise BalconError(
+            f"data.randaugment {text!r} is not a timm RandAugment string; write it like "
+            "rand-n2-m10-mstd0.5 (n: ops per image, m: magnitude, mstd: its noise)"
+        ) from None
+
+
 def validate(cfg: Config) -> None:
     """Refuse values no run can use, naming the key and what it accepts."""
     d, m, lo, o, t = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.train
@@ -307,9 +325,8 @@ def validate(cfg: Config) -> None:
     _check(d.view_style == "imagenet" or d.view_strategy == "sim-sim",
            f"data.view_strategy {d.view_strategy} needs data.view_style=imagenet; "
            "the cifar views use sim-sim")
-    _check(d.randaugment.startswith("rand"),
-           f"data.randaugment must be a timm RandAugment string like rand-n2-m10-mstd0.5, "
-           f"got {d.randaugment!r}")
+    if d.view_style == "imagenet":
+        _check_randaugment(d.randaugment)
     _check(d.imbalance is None or d.imbalance >= 1,
            f"data.imbalance must be >= 1 (n_max / n_min) or null, got {d.imbalance}")
     _check(d.profile in ("exp", "step"), f"data.profile must be exp or step, got {d.profile!r}")
@@ -364,30 +381,6 @@ def compress_schedule(cfg: Config, epochs: int) -> Config:
     )
     validate(out)
     return out
-
-
-def _preset_dir() -> Any:
-    return resources.files("balcon") / "presets"
-
-
-def list_presets() -> list[str]:
-    """Names of the presets shipped with balcon, sorted."""
-    return sorted(p.name[:-5] for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
-
-
-def preset_yaml(name: str) -> str:
-    """The YAML text of preset ``name``."""
-    names = list_presets()
-    if name not in names:
-        raise BalconError(
-            f"unknown preset {name!r}; `balcon presets` lists them: {', '.join(names)}"
-        )
-    return (_preset_dir() / f"{name}.yaml").read_text()
-
-
-def load_preset(name: str) -> Config:
-    """The :class:`Config` of preset ``name``."""
-    return config_from_dict(yaml.safe_load(preset_yaml(name)), source=f"preset {name}")
 
 
 def load_config_file(path: str | Path) -> Config:

@@ -50,12 +50,13 @@ def _seeded_global_rngs(seed: int) -> Iterator[None]:
 class EpochSampler(DistributedSampler):
     """torch's ``DistributedSampler`` over ``range(size)`` that yields ``(epoch, index)``.
 
-    The permutation of an epoch is drawn from ``seed + epoch`` (shared by all ranks);
-    rank r takes positions r, r + N, r + 2N, ... of it, padded by repeating its start
-    so the N ranks get equal shares. The k-th batch of every rank together is then the
-    k-th slice of the permutation, whatever N is, so the global batches do not depend
-    on the number of processes. Call :meth:`set_epoch` before each epoch;
-    ``shuffle=False`` keeps index order. One process: ``num_replicas=1, rank=0``.
+    Epoch e's permutation is drawn from :func:`sample_seed` of (seed, e), shared by all
+    ranks (unlike torch's ``seed + epoch``, two seeds never share permutations). As in
+    ``DistributedSampler``, rank r takes positions r, r + N, r + 2N, ... of it, padded
+    by repeating its start so the N ranks get equal shares. The k-th batches of all
+    ranks together are then the k-th slice of the permutation whatever N is, so the
+    global batches do not depend on the number of processes. Call :meth:`set_epoch`
+    before each epoch; ``shuffle=False`` keeps index order.
     """
 
     def __init__(self, size: int, seed: int = 0, shuffle: bool = True, num_replicas: int = 1,
@@ -66,7 +67,15 @@ class EpochSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         epoch = self.epoch
-        return ((epoch, i) for i in super().__iter__())
+        if self.shuffle:
+            # 2**32 - 1: an index no sample has, so the order is independent of the views.
+            gen = torch.Generator().manual_seed(sample_seed(self.seed, epoch, 2**32 - 1))
+            order = torch.randperm(self.size, generator=gen).tolist()
+        else:
+            order = list(range(self.size))
+        padding = self.total_size - len(order)
+        order += (order * (padding // max(len(order), 1) + 1))[:padding]
+        return ((epoch, i) for i in order[self.rank:self.total_size:self.num_replicas])
 
 
 class MultiViewDataset(Dataset):

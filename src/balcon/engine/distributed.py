@@ -31,11 +31,13 @@ __all__ = [
     "DistContext",
     "all_reduce_sum",
     "barrier",
+    "broadcast_buffers",
     "broadcast_object",
     "context_from_env",
     "gather",
     "gather_with_grad",
     "init_distributed",
+    "on_every_rank",
     "on_main",
     "shutdown",
 ]
@@ -173,7 +175,47 @@ def on_main(fn: Any, *args: Any) -> Any:
             result = fn(*args)
         except BalconError as err:
             error = str(err)
+        except OSError as err:  # e.g. a full disk while writing the run directory
+            error = f"cannot write {err.filename or 'the run directory'} ({err.strerror}); " \
+                    "free some space or choose another --out"
     result, error = broadcast_object((result, error))
     if error is not None:
         raise BalconError(error)
     return result
+
+
+def on_every_rank(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on every rank; if it fails anywhere, every rank raises the same error.
+
+    For work each rank does on its own but that must succeed everywhere (reading the
+    data on every node): rank 0 prints one line, its own problem or the first other
+    rank's, instead of one rank failing while the others wait in a collective.
+    """
+    error = None
+    try:
+        result = fn(*args)
+    except BalconError as err:
+        result, error = None, str(err)
+    if not _active():
+        if error is not None:
+            raise BalconError(error)
+        return result
+    errors: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(errors, error)
+    for rank, message in enumerate(errors):
+        if message is not None:
+            raise BalconError(message if rank == 0 else f"process {rank}: {message}")
+    return result
+
+
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP does this at the start of each forward, but after an epoch's last step each
+    rank holds statistics of its own share of the batch; evaluation and checkpoints
+    use rank 0's, as the next forward would.
+    """
+    if _active():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)

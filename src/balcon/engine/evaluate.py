@@ -47,11 +47,8 @@ def loader_options(data: DataConfig, device: torch.device,
     workers = data.num_workers
     if workers is None:
         workers = default_num_workers(device, ctx.local_world_size)
-    options: dict[str, Any] = dict(num_workers=workers, pin_memory=device.type == "cuda",
-                                   persistent_workers=workers > 0)
-    if workers > 0:
-        options["prefetch_factor"] = 4
-    return options
+    return dict(num_workers=workers, pin_memory=device.type == "cuda",
+                persistent_workers=workers > 0)
 
 
 def eval_loader(images: ImageSet, data: DataConfig, device: torch.device,

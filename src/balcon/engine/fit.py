@@ -37,8 +37,10 @@ from balcon.engine.checkpoint import load_checkpoint, save_checkpoint
 from balcon.engine.device import check_precision, make_grad_scaler
 from balcon.engine.distributed import (
     DistContext,
+    broadcast_buffers,
     broadcast_object,
     init_distributed,
+    on_every_rank,
     on_main,
 )
 from balcon.engine.evaluate import eval_loader, loader_options
@@ -85,7 +87,9 @@ def _build(cfg: Config, num_classes: int, device: torch.device,
         if device.type != "cuda":
             raise BalconError("train.sync_bn needs GPUs (SyncBatchNorm has no CPU kernels); "
                               "set train.sync_bn=false for a CPU run")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        from timm.layers import convert_sync_batchnorm  # keeps timm's BatchNormAct2d acts
+
+        model = convert_sync_batchnorm(model)
     model = model.to(device)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -116,12 +120,19 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _check_resume_data(state: dict[str, Any], train_set: ImageSet, run_dir: Path) -> None:
+def _check_resume_data(state: dict[str, Any], train_set: ImageSet, select_name: str,
+                       run_dir: Path) -> None:
     if state["class_names"] != train_set.class_names or \
             state["class_counts"] != train_set.class_counts():
         raise BalconError(
             f"the data given to resume {run_dir} is not the data it was trained on (other "
             "classes or class counts); point --data-dir at the original data"
+        )
+    chosen_on = state.get("selection_split", select_name)
+    if chosen_on != select_name:
+        raise BalconError(
+            f"{run_dir} chose its best epoch on the {chosen_on} split, which the data given "
+            f"to resume lacks; point --data-dir at the original data"
         )
 
 
@@ -201,14 +212,14 @@ def fit(
         torch.backends.cudnn.benchmark = True
     check_precision(dev, cfg.train.precision)
     local_batch = _local_batch(cfg, ctx)
-    splits = load_image_sets(cfg.data, data_dir, download=download)
+    splits = on_every_rank(load_image_sets, cfg.data, data_dir, download)
     train_set = splits.train
     counts = train_set.class_counts()
     select_name, report_name = splits.selection_split, splits.report_split
     if _resume_state is None:
         on_main(check_new_run_dir, run_dir)
     else:
-        _check_resume_data(_resume_state, train_set, run_dir)
+        _check_resume_data(_resume_state, train_set, select_name, run_dir)
     objective = make_objective(cfg.loss, counts)
     objective.classifier_loss.to(dev)
     model, optimizer = _build(cfg, train_set.num_classes, dev, ctx)
@@ -240,7 +251,7 @@ def fit(
     base_state = {
         "config": cfg.to_dict(), "class_names": train_set.class_names, "class_counts": counts,
         "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
-        "balcon_version": __version__,
+        "balcon_version": __version__, "selection_split": select_name,
     }
     summary: dict[str, Any] = summarize(records, select_name) if records else {}
     log = RunLog(run_dir, enabled=ctx.is_main)
@@ -286,6 +297,7 @@ def fit(
                     "optim.lr or use train.precision=off"
                 )
             done = epoch + 1
+            broadcast_buffers(model)  # evaluate and save rank 0's BatchNorm statistics
             evaluated = done % cfg.train.eval_every == 0 or done == epochs
             if evaluated:
                 with _own_errors(ctx):
@@ -300,13 +312,13 @@ def fit(
                 state = {**base_state, "epoch": done, "model": model.state_dict(),
                          "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                          "rng": torch.get_rng_state()}
-                if evaluated:
+                if evaluated and records[-1]["top1"] > best_top1:
+                    best_top1 = records[-1]["top1"]
+                    save_checkpoint(run_dir / "best.pt", state)  # before last.pt: a resume
+                if evaluated:                                   # never skips a best.pt
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(records[-1]) + "\n")
                 save_checkpoint(run_dir / "last.pt", state)
-                if evaluated and records[-1]["top1"] > best_top1:
-                    best_top1 = records[-1]["top1"]
-                    save_checkpoint(run_dir / "best.pt", state)
             if evaluated:
                 summary = summarize(records, select_name)
                 if done == epochs and report_name != select_name:
