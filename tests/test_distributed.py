@@ -163,3 +163,16 @@ def test_corrupt_image_in_one_rank_share_is_reported_by_that_rank(tmp_path: Path
     assert errors == [f"balcon: error: process 1: cannot read image {victim} "
                       f"(UnidentifiedImageError: cannot identify image file {str(victim)!r}); "
                       "replace or remove the file"], proc.stderr[-2000:]
+
+
+def test_sync_bn_on_cpu_processes_is_refused():
+    from balcon.engine.distributed import DistContext
+    from balcon.engine.fit import _build
+    from balcon.errors import BalconError
+
+    cfg = tiny_config("train.sync_bn=true")
+    two = DistContext(rank=0, world_size=2, local_rank=0, local_world_size=2)
+    with pytest.raises(BalconError, match="train.sync_bn needs GPUs"):
+        _build(cfg, 10, torch.device("cpu"), two)
+    model, _ = _build(cfg, 10, torch.device("cpu"), DistContext())  # one process: plain BN
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())

@@ -87,13 +87,19 @@ def test_imagenet_lt_presets_select_on_val_and_report_on_test(preset, split_root
     assert val_metrics["top1"] == pytest.approx(record["top1"])
 
 
-def test_inat_preset_reports_on_val(split_root, tmp_path):
+def test_inat_preset_reports_on_val(split_root, tmp_path, capsys):
     run = tmp_path / "run"
     fit(apply_overrides(load_preset("inat18-resnet50"), SHRINK), split_root, run, device="cpu")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["selection_split"] == summary["report_split"] == "val"
     assert summary["last"]["split"] == "val" and "selection" not in summary
     assert records_of(run)[0]["split"] == "val"
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run / "last.pt"), "--device", "cpu"]) == 0
+    assert "epoch 1, val" in capsys.readouterr().out
+    assert main(["eval", "--checkpoint", str(run / "last.pt"), "--split", "test"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "balcon: error: this data has no test split; it has train, val"
 
 
 @pytest.mark.parametrize("strategy", ["sim-rand", "rand-rand"])
