@@ -181,3 +181,14 @@ def test_pretrained_encoder_weights_start_the_run(tmp_path, cifar10_shared_root)
     for key, value in encoder.state_dict().items():
         if key.endswith(".weight") and value.ndim == 4:  # conv weights barely moved
             torch.testing.assert_close(trained[f"encoder.{key}"], value, atol=1e-6, rtol=0)
+
+
+def test_cifar100_preset_smoke(cifar100_root, tmp_path):
+    """The CIFAR-100-LT recipe end to end (5 images a class on disk, so imbalance 5)."""
+    cfg = apply_overrides(load_preset("cifar100-lt-r100"), [
+        "data.imbalance=5", "model.encoder=resnet8", "train.epochs=1", "train.batch_size=64",
+        "data.num_workers=0"])
+    result = fit(cfg, cifar100_root, tmp_path / "run", device="cpu")
+    assert result.summary["report_split"] == "test"
+    assert len(result.summary["per_class"]) == 100
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["class_counts"][-1] == 1
