@@ -105,11 +105,12 @@ class BCLModel(nn.Module):
         DistributedDataParallel sees the call).
         """
         feats = self.encoder(x)
-        logits = self.classifier(feats)
         if not heads:
-            return None, logits, None
+            return None, self.classifier(feats), None
+        # projection head first: the order sets how autograd sums the two branches'
+        # gradients into ``feats``, and this one reproduces balcon 0.1's runs bit for bit
         projections = F.normalize(self.projection_head(feats), dim=1)
-        return projections, logits, self.prototypes()
+        return projections, self.classifier(feats), self.prototypes()
 
     def predict(self, x: Tensor) -> Tensor:
         """Logits alone (skips both heads); predict with ``argmax`` of these."""
