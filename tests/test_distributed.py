@@ -176,3 +176,31 @@ def test_sync_bn_on_cpu_processes_is_refused():
         _build(cfg, 10, torch.device("cpu"), two)
     model, _ = _build(cfg, 10, torch.device("cpu"), DistContext())  # one process: plain BN
     assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+
+
+def test_two_nodes_of_one_process_each(tmp_path: Path, cifar10_shared_root: Path):
+    """Multi-node as torchrun runs it: two agents (node ranks 0 and 1), one process each,
+    meeting at a static rendezvous on this machine; LOCAL_RANK is 0 on both nodes."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = tmp_path / "run"
+    args = ["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
+            "--data-dir", str(cifar10_shared_root), "--out", str(run)]
+    for item in (*TINY, *SMALL, "train.epochs=1"):
+        args += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",
+         str(node), "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port",
+         str(port), *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for node in range(2)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, err[-3000:]
+    assert "2 processes (32 images each per batch)" in (run / "train.log").read_text()
+    assert [json.loads(line)["epoch"] for line in
+            (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert "run directory:" in outputs[0][0] and "run directory:" not in outputs[1][0]
