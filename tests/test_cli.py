@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from balcon.cli import main
 
@@ -84,8 +85,18 @@ def test_corrupt_image_during_training(capsys, tmp_path: Path, image_folder_root
         "train", "--preset", "cifar10-lt-r100", "--data-dir", str(image_folder_root),
         "--out", str(tmp_path / "run"), "--set", "data.dataset=imagefolder",
         "--set", "data.imbalance=null", "--set", "model.encoder=resnet8",
-        "--set", "train.epochs=1", "--set", "data.num_workers=1"])
+        "--epochs", "1", "--set", "data.num_workers=1"])
     assert "0.png" in err and "replace or remove" in err
+    # the run stopped before its first checkpoint: its log says why, and the same --out
+    # can be used again once the image is fixed
+    assert "stopped: cannot read image" in (tmp_path / "run" / "train.log").read_text()
+    Image.new("RGB", (40, 36)).save(bad)
+    assert main([
+        "train", "--preset", "cifar10-lt-r100", "--data-dir", str(image_folder_root),
+        "--out", str(tmp_path / "run"), "--set", "data.dataset=imagefolder",
+        "--set", "data.imbalance=null", "--set", "model.encoder=resnet8",
+        "--epochs", "1", "--set", "data.num_workers=0"]) == 0
+    assert (tmp_path / "run" / "last.pt").is_file()
 
 
 def test_fp16_on_cpu_is_refused(capsys, tmp_path: Path, cifar10_shared_root: Path):

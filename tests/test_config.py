@@ -144,6 +144,9 @@ def test_overrides_parse_and_validate():
     ("loss.method=focal", "loss.method must be one of"),
     ("data.hflip=maybe", "data.hflip must be true or false"),
     ("optim.milestones=[180, 160]", "optim.milestones"),
+    ("train.epochs=2", "use --epochs 2"),
+    ("data.randaugment=rand-n1-m5", "applies to data.view_style=imagenet"),
+    ("optim.warmup_epochs=300", "optim.warmup_epochs 300 is longer than train.epochs 200"),
 ])
 def test_bad_overrides_are_refused(item: str, words: str):
     with pytest.raises(BalconError, match=None) as info:

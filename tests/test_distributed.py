@@ -106,7 +106,8 @@ def test_two_process_training_run(tmp_path: Path, cifar10_shared_root: Path):
     run = tmp_path / "run"
     args = ["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
             "--data-dir", str(cifar10_shared_root), "--out", str(run)]
-    for item in (*TINY, *SMALL, "train.epochs=1"):
+    args += ["--epochs", "1"]
+    for item in (*TINY, *SMALL):
         args += ["--set", item]
     proc = torchrun(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -140,7 +141,7 @@ def test_resume_with_another_world_size(tmp_path: Path, cifar10_shared_root: Pat
 def test_batch_must_divide_by_processes(tmp_path: Path, cifar10_shared_root: Path):
     proc = torchrun(["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
                      "--data-dir", str(cifar10_shared_root), "--out", str(tmp_path / "r"),
-                     "--set", "train.batch_size=63"], cwd=tmp_path)
+                     "--set", "train.batch_size=63", "--epochs", "1"], cwd=tmp_path)
     assert proc.returncode != 0
     assert proc.stderr.count("balcon: error: train.batch_size 63") == 1
 
@@ -189,7 +190,8 @@ def test_two_nodes_of_one_process_each(tmp_path: Path, cifar10_shared_root: Path
     run = tmp_path / "run"
     args = ["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
             "--data-dir", str(cifar10_shared_root), "--out", str(run)]
-    for item in (*TINY, *SMALL, "train.epochs=1"):
+    args += ["--epochs", "1"]
+    for item in (*TINY, *SMALL):
         args += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     nodes = [subprocess.Popen(

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from balcon.cli import main
-from balcon.config import apply_overrides
+from balcon.config import apply_overrides, compress_schedule
 from balcon.data import longtail_counts
 from balcon.engine import (
     evaluate_checkpoint,
@@ -30,15 +30,19 @@ TINY = [
     "model.head_hidden=32",
     "model.head_dim=16",
     "data.imbalance=10",
-    "train.epochs=2",
     "train.batch_size=64",
     "train.eval_every=1",
     "data.num_workers=0",
 ]
 
 
-def tiny_config(*extra: str):
-    return apply_overrides(load_preset("cifar10-lt-r100"), [*TINY, *extra])
+#: Epochs of the tiny run, as a compressed schedule (``--epochs``).
+TINY_EPOCHS = 2
+
+
+def tiny_config(*extra: str, epochs: int = TINY_EPOCHS):
+    cfg = compress_schedule(load_preset("cifar10-lt-r100"), epochs)
+    return apply_overrides(cfg, [*TINY, *extra])
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -56,7 +60,8 @@ def finished_run(tmp_path_factory, cifar10_shared_root: Path) -> Path:
     """One uninterrupted two-epoch run, made through the command line."""
     root = cifar10_shared_root
     run = tmp_path_factory.mktemp("runs") / "full"
-    args = ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(root), "--out", str(run)]
+    args = ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(root), "--out", str(run),
+            "--epochs", str(TINY_EPOCHS)]
     for item in TINY:
         args += ["--set", item]
     assert main(args) == 0
@@ -147,7 +152,7 @@ def test_eval_of_checkpoint_from_cuda_style_state(finished_run: Path):
                                     "bcl-no-complement"])
 def test_every_method_trains(finished_run: Path, tmp_path: Path, method: str):
     data_dir = load_checkpoint(finished_run / "last.pt")["data_dir"]
-    cfg = tiny_config(f"loss.method={method}", "train.epochs=1")
+    cfg = tiny_config(f"loss.method={method}", epochs=1)
     result = fit(cfg, data_dir, tmp_path / method)
     record = json.loads((tmp_path / method / "metrics.jsonl").read_text())
     assert result.summary["last"]["epoch"] == 1
@@ -224,3 +229,11 @@ def test_resume_with_other_data_is_refused(finished_run: Path, tmp_path: Path, c
     assert main(["train", "--resume", str(cut), "--data-dir", str(other)]) == 2
     assert "not the data it was trained on" in capsys.readouterr().err
     assert (cut / "last.pt").read_bytes() == before
+
+
+def test_resuming_a_finished_run_reports_it(finished_run: Path, capsys):
+    before = (finished_run / "last.pt").stat().st_mtime_ns
+    assert main(["train", "--resume", str(finished_run)]) == 0
+    out = capsys.readouterr().out
+    assert "already finished its 2 epochs" in out and "last (epoch 2, test)" in out
+    assert (finished_run / "last.pt").stat().st_mtime_ns == before

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from balcon.cli import main
-from balcon.config import apply_overrides
+from balcon.config import apply_overrides, compress_schedule
 from balcon.engine import evaluate_checkpoint, fit, load_checkpoint
 from balcon.models import build_encoder
 from balcon.presets import load_preset
@@ -70,6 +70,7 @@ def test_imagenet_lt_presets_select_on_val_and_report_on_test(preset, split_root
     assert summary == json.loads(json.dumps(result.summary))
     assert summary["selection_split"] == "val" and summary["report_split"] == "test"
     assert summary["last"]["split"] == summary["best"]["split"] == "test"
+    assert summary["last"]["top5_k"] == 4
     assert summary["selection"]["last"]["top1"] == record["top1"]
     assert list(summary["per_class"]) == SYNSETS  # class names from the synset folders
     state = load_checkpoint(run / "last.pt")
@@ -95,8 +96,11 @@ def test_inat_preset_reports_on_val(split_root, tmp_path, capsys):
     assert summary["last"]["split"] == "val" and "selection" not in summary
     assert records_of(run)[0]["split"] == "val"
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(run / "last.pt"), "--device", "cpu"]) == 0
+    preds = tmp_path / "new" / "folder" / "preds.csv"
+    assert main(["eval", "--checkpoint", str(run / "last.pt"), "--device", "cpu",
+                 "--predictions", str(preds)]) == 0
     assert "epoch 1, val" in capsys.readouterr().out
+    assert len(preds.read_text().splitlines()) == 1 + 4
     assert main(["eval", "--checkpoint", str(run / "last.pt"), "--split", "test"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "balcon: error: this data has no test split; it has train, val"
@@ -170,8 +174,8 @@ def test_pretrained_encoder_weights_start_the_run(tmp_path, cifar10_shared_root)
     weights = tmp_path / "resnet8.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in encoder.state_dict().items()}},
                weights)
-    cfg = apply_overrides(load_preset("cifar10-lt-r100"), [
-        "model.encoder=resnet8", "data.imbalance=10", "train.epochs=1", "train.batch_size=64",
+    cfg = apply_overrides(compress_schedule(load_preset("cifar10-lt-r100"), 1), [
+        "model.encoder=resnet8", "data.imbalance=10", "train.batch_size=64",
         "data.num_workers=0", f"model.pretrained={weights}", "optim.lr=1e-9",
         "optim.warmup_epochs=0"])
     run = tmp_path / "run"
@@ -185,10 +189,22 @@ def test_pretrained_encoder_weights_start_the_run(tmp_path, cifar10_shared_root)
 
 def test_cifar100_preset_smoke(cifar100_root, tmp_path):
     """The CIFAR-100-LT recipe end to end (5 images a class on disk, so imbalance 5)."""
-    cfg = apply_overrides(load_preset("cifar100-lt-r100"), [
-        "data.imbalance=5", "model.encoder=resnet8", "train.epochs=1", "train.batch_size=64",
+    cfg = apply_overrides(compress_schedule(load_preset("cifar100-lt-r100"), 1), [
+        "data.imbalance=5", "model.encoder=resnet8", "train.batch_size=64",
         "data.num_workers=0"])
     result = fit(cfg, cifar100_root, tmp_path / "run", device="cpu")
     assert result.summary["report_split"] == "test"
     assert len(result.summary["per_class"]) == 100
     assert load_checkpoint(tmp_path / "run" / "last.pt")["class_counts"][-1] == 1
+
+
+def test_split_file_run_errors_say_what_to_set(split_root, tmp_path, capsys):
+    base = ["train", "--preset", "imagenet-lt-resnet50", "--data-dir", str(split_root),
+            "--out", str(tmp_path / "run"), "--set", "data.image_size=32"]
+    assert main(base) == 2  # the preset's 1000 classes, 4 on disk
+    err = capsys.readouterr().err
+    assert "has no training images (996 such classes)" in err and "data.num_classes" in err
+    (split_root / "ImageNet_LT_test.txt").unlink()
+    assert main([*base, "--set", "data.num_classes=4"]) == 2
+    assert "set data.test_split=null to run without a test split" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

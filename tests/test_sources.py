@@ -128,6 +128,11 @@ def _palette_image(transparency: int | bytes | None) -> Image.Image:
         ("palette.gif", lambda: _palette_image(1), (200, 30, 60)),
         ("cmyk.tif", lambda: Image.new("CMYK", (6, 5), (255, 0, 0, 0)), (0, 255, 255)),
         ("cmyk.jpg", lambda: Image.new("CMYK", (6, 5), (0, 0, 0, 0)), (255, 255, 255)),
+        # deeper than 8 bits: scaled to 0..255, not clipped
+        ("gray16.png", lambda: Image.new("I;16", (6, 5), 32896), (128, 128, 128)),
+        ("gray32.tif", lambda: Image.new("I", (6, 5), 65535), (255, 255, 255)),
+        ("float01.tif", lambda: Image.new("F", (6, 5), 0.5), (128, 128, 128)),
+        ("float255.tif", lambda: Image.new("F", (6, 5), 77.0), (77, 77, 77)),
     ],
 )
 def test_image_modes_load_as_rgb(tmp_path, name, make, expected):

@@ -130,6 +130,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise BalconError("--resume continues a run as configured; drop --set, --epochs "
                               "and --out (or start a new run)")
         result = resume(args.resume, data_dir=args.data_dir, device=args.device)
+        if result.already_finished and ctx.is_main:
+            print(f"{result.run_dir} already finished its {result.summary.get('epochs_run', '')} "
+                  "epochs; nothing to resume. Its results:")
     else:
         cfg = _config_for(args)
         # every process must write to (and rank 0 create) the same directory

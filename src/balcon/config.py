@@ -327,6 +327,10 @@ def validate(cfg: Config) -> None:
            "the cifar views use sim-sim")
     if d.view_style == "imagenet":
         _check_randaugment(d.randaugment)
+    else:
+        _check(d.randaugment == DataConfig.randaugment,
+               f"data.randaugment applies to data.view_style=imagenet; the cifar views use "
+               f"AutoAugment (leave it at {DataConfig.randaugment})")
     _check(d.imbalance is None or d.imbalance >= 1,
            f"data.imbalance must be >= 1 (n_max / n_min) or null, got {d.imbalance}")
     _check(d.profile in ("exp", "step"), f"data.profile must be exp or step, got {d.profile!r}")
@@ -359,6 +363,14 @@ def validate(cfg: Config) -> None:
            f"optim.milestones must be increasing positive epochs, got {o.milestones}")
     _check(0 < o.gamma <= 1, f"optim.gamma must be in (0, 1], got {o.gamma}")
     _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
+    _check(o.schedule != "step" or all(m <= t.epochs for m in o.milestones),
+           f"optim.milestones {o.milestones} lie beyond train.epochs {t.epochs}, so the lr "
+           f"would never step down; use --epochs {t.epochs} (scales the warm-up and the "
+           "steps) or set optim.milestones")
+    _check(o.warmup_epochs <= t.epochs,
+           f"optim.warmup_epochs {o.warmup_epochs} is longer than train.epochs {t.epochs}; "
+           f"use --epochs {t.epochs} (scales the warm-up and the steps) or set "
+           "optim.warmup_epochs")
     _check(t.batch_size >= 2, f"train.batch_size must be >= 2, got {t.batch_size}")
     _check(t.precision in PRECISIONS,
            f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["BalconError", "RankError", "one_line"]
+import re
+
+__all__ = ["BalconError", "RankError", "load_failure", "one_line", "short_reason"]
 
 
 class BalconError(Exception):
@@ -25,3 +27,22 @@ def one_line(err: BaseException) -> str:
     line = lines[-1] if lines else type(err).__name__
     prefix = "balcon.errors.BalconError: "
     return line[len(prefix):] if line.startswith(prefix) else line
+
+
+def short_reason(err: BaseException, limit: int = 100) -> str:
+    """``Type: first sentence`` of a library's error, for the parentheses of a one-line
+    message: terminal colour codes dropped, cut at a word near ``limit`` characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    first = text.splitlines()[0].strip() if text else ""
+    first = re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0]
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def load_failure(err: BaseException) -> str:
+    """Why ``torch.load`` could not read a file, in words (its KeyError on a text file
+    says nothing)."""
+    if isinstance(err, KeyError | EOFError | UnicodeDecodeError):
+        return "not a file torch.save wrote"
+    return short_reason(err)

@@ -68,9 +68,15 @@ SPLITS = ("train", "val", "test")
 def _split_file_sets(data: DataConfig, root: Path) -> DataSplits:
     assert data.train_split is not None
     train = load_split_file(root, data.train_split, num_classes=data.num_classes)
-    held_out = [None if name is None else
-                load_split_file(root, name, class_names=train.class_names)
-                for name in (data.val_split, data.test_split)]
+    held_out = []
+    for split, name in (("val", data.val_split), ("test", data.test_split)):
+        if name is not None and not (root / name).is_file():
+            raise BalconError(
+                f"split file {root / name} (data.{split}_split) not found; fix the path or "
+                f"--data-dir, or set data.{split}_split=null to run without a {split} split"
+            )
+        held_out.append(None if name is None else
+                        load_split_file(root, name, class_names=train.class_names))
     return DataSplits(train, held_out[0], held_out[1])
 
 
@@ -87,7 +93,8 @@ def load_image_sets(
         train, test = load_digits(size=data.image_size)
         splits = DataSplits(train, test=test)
     elif data_dir is None:
-        raise BalconError(f"dataset {data.dataset} needs --data-dir DIR")
+        raise BalconError("no --data-dir: this run reads its images from a folder; give it "
+                          "with --data-dir DIR")
     elif data.dataset in CIFAR_FOLDERS:
         train, test = load_cifar(data_dir, data.dataset, download=download)
         splits = DataSplits(train, test=test)
@@ -108,9 +115,17 @@ def load_image_sets(
         )
     empty = [train.class_names[c] for c, n in enumerate(train.class_counts()) if n == 0]
     if empty:
+        if data.train_split is not None:
+            fix = ("set data.num_classes to the number of classes the split files use "
+                   "(null: largest label + 1)")
+        elif data.imbalance is not None:
+            fix = "lower data.imbalance or add images"
+        else:
+            fix = "add images to it or remove its folder"
+        more = f" ({len(empty)} such classes)" if len(empty) > 1 else ""
         raise BalconError(
-            f"class {empty[0]!r} has no training images ({len(empty)} such classes); "
-            "every class needs at least one, add images or lower data.imbalance"
+            f"class {empty[0]!r} has no training images{more}; every class needs at least "
+            f"one: {fix}"
         )
     return splits
 

@@ -24,6 +24,7 @@ __all__ = [
     "load_digits",
     "load_folder_splits",
     "load_image_folder",
+    "to_8bit",
     "to_rgb",
 ]
 
@@ -31,10 +32,36 @@ __all__ = [
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
+#: PIL modes of one channel deeper than 8 bits: 16/32-bit integers and 32-bit floats.
+DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float single-channel image as 8-bit grayscale (mode L).
+
+    16-bit images (and 32-bit ones whose values fit 16 bits) are divided by 257, so
+    65535 becomes 255; floats within [0, 1] are multiplied by 255; values that fit 8 bits
+    stay; anything larger is scaled by the image's own maximum. PIL's own conversion
+    would clip everything above 255 instead.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode == "F" and float(values.min(initial=0.0)) >= 0 and top <= 1.0:
+        values = values * 255.0
+    elif image.mode.startswith("I;16") or 255 < top <= 65535:
+        values = values / 257.0
+    elif top > 255:
+        values = values * (255.0 / top)
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` as RGB; palette images with transparency go through RGBA first."""
+    """``image`` as RGB; palette images with transparency go through RGBA first, deeper
+    than 8-bit grayscale through :func:`to_8bit`."""
     if image.mode == "RGB":
         return image
+    if image.mode in DEEP_MODES:
+        image = to_8bit(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return image.convert("RGB")

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from balcon.errors import BalconError
+from balcon.errors import BalconError, load_failure
 
 __all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
 
@@ -32,15 +32,16 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a balcon checkpoint onto the CPU, ``weights_only=True``; checked for its keys."""
     path = Path(path)
+    if path.is_dir():
+        raise BalconError(f"checkpoint {path} is a folder; give its last.pt or best.pt")
     if not path.is_file():
         raise BalconError(f"checkpoint {path} does not exist; give the path of last.pt or best.pt")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a bad file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
         raise BalconError(
-            f"checkpoint {path} is unreadable ({first}); give a checkpoint balcon wrote "
-            "(last.pt or best.pt of a run directory)"
+            f"checkpoint {path} is unreadable ({load_failure(err)}); give a checkpoint balcon "
+            "wrote (last.pt or best.pt of a run directory)"
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise BalconError(

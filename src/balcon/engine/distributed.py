@@ -7,8 +7,8 @@ collectives a run needs. Without those variables everything here is a no-op, so 
 single-process run takes the same code path.
 
 The BCL loss must see the whole global batch: :func:`gather_with_grad` concatenates
-every rank's features with ``torch.distributed.nn.functional.all_gather``, whose
-backward sums the gradient of each slice over the ranks and hands each rank its own.
+every rank's features; its backward sums the gradient of each slice over the ranks
+and hands each rank its own.
 Every rank computes the same global loss, so rank r's features receive
 ``world_size`` times the single-process gradient, which DDP's gradient averaging
 divides back: the parameters see exactly the single-process gradient.
@@ -117,6 +117,28 @@ def _active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sums each slice's gradient over the ranks.
+
+    Written on public collectives (``all_gather``, ``all_reduce``) that every backend
+    has; ``torch.distributed.nn.functional.all_gather`` does the same but is deprecated
+    in favour of a private module.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.rows, ctx.rank = tensor.shape[0], dist.get_rank()
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        total = grad.contiguous().clone()
+        dist.all_reduce(total)  # every rank's gradient of the whole gathered tensor, summed
+        return total[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
 def gather_with_grad(tensor: Tensor) -> Tensor:
     """Every rank's ``tensor`` concatenated along dim 0 in rank order, differentiable.
 
@@ -125,9 +147,7 @@ def gather_with_grad(tensor: Tensor) -> Tensor:
     """
     if not _active():
         return tensor
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(tensor.contiguous()))
+    return _GatherWithGrad.apply(tensor)
 
 
 @torch.no_grad()

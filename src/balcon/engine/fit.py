@@ -67,6 +67,8 @@ class RunResult:
 
     run_dir: Path
     summary: dict[str, Any]
+    #: True when :func:`resume` found the run already at its configured end.
+    already_finished: bool = False
 
 
 def _local_batch(cfg: Config, ctx: DistContext) -> int:
@@ -273,7 +275,9 @@ def fit(
                 LOG.info("model selection on %s, final report on %s", select_name,
                          report_name)
         else:
-            LOG.info("resuming %s after epoch %d", run_dir, start_epoch)
+            LOG.info("resuming %s after epoch %d%s", run_dir, start_epoch,
+                     f" with {ctx.world_size} processes ({local_batch} images each per batch)"
+                     if ctx.enabled else "")
         epochs = cfg.train.epochs
         last = min(epochs, stop_after) if stop_after is not None else epochs
         for epoch in range(start_epoch, last):
@@ -329,6 +333,9 @@ def fit(
                                                     records[-1]["per_class"], strict=True))
                 if ctx.is_main:
                     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    except BalconError as err:
+        LOG.info("stopped: %s", one_line(err))
+        raise
     finally:
         log.close()
     return RunResult(run_dir, summary)
@@ -355,6 +362,13 @@ def resume(
 
     state = on_main(read)
     cfg = config_from_dict(state["config"], source=f"{run_dir / 'last.pt'}")
+    if int(state["epoch"]) >= cfg.train.epochs:  # nothing to train: report what it left
+
+        def read_summary() -> dict[str, Any]:
+            path = run_dir / "summary.json"
+            return json.loads(path.read_text()) if path.is_file() else {}
+
+        return RunResult(run_dir, on_main(read_summary), already_finished=True)
     data_dir = data_dir if data_dir is not None else state.get("data_dir")
     return fit(cfg, data_dir, run_dir, device=device, stop_after=stop_after,
                _resume_state=state)

@@ -19,7 +19,7 @@ __all__ = ["LOG", "RunLog", "check_new_run_dir", "read_records", "result_row", "
 
 LOG = logging.getLogger("balcon")
 #: The keys of a result that summaries and tables carry.
-RESULT_KEYS = ("epoch", "top1", "top5", "many", "medium", "few")
+RESULT_KEYS = ("epoch", "top1", "top5", "top5_k", "many", "medium", "few")
 
 
 class RunLog:
@@ -78,11 +78,24 @@ def read_records(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
     return kept
 
 
+#: What a run leaves when it stops before its first epoch ends: nothing worth keeping.
+STOPPED_BEFORE_FIRST_EPOCH = {"config.yaml", "train.log"}
+
+
 def check_new_run_dir(run_dir: Path) -> None:
-    """Create ``run_dir``, refusing a file or a directory that already holds something."""
+    """Create ``run_dir``, refusing a file or a directory that already holds a run.
+
+    A directory holding only what a run leaves when it stops before its first
+    checkpoint (``config.yaml``, ``train.log``) is emptied and reused.
+    """
     if run_dir.exists() and not run_dir.is_dir():
         raise BalconError(f"--out {run_dir} is a file; give a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    if leftovers and leftovers <= STOPPED_BEFORE_FIRST_EPOCH:
+        # a run that stopped before its first checkpoint (say, at a corrupt image): start over
+        for name in leftovers:
+            (run_dir / name).unlink()
+    elif leftovers:
         raise BalconError(
             f"run directory {run_dir} is not empty; choose another --out, or continue it "
             f"with balcon train --resume {run_dir}"

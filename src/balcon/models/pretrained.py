@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from balcon.errors import BalconError
+from balcon.errors import BalconError, load_failure, short_reason
 
 __all__ = ["HEAD_PREFIXES", "load_pretrained"]
 
@@ -49,12 +49,6 @@ def load_pretrained(encoder: nn.Module, source: str, encoder_name: str) -> str:
     return _load_file(encoder, Path(source).expanduser(), encoder_name)
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or "no message"
-    text = text if len(text) <= 200 else text[:197] + "..."
-    return f"{type(err).__name__}: {text}"
-
-
 def _shown(keys: list[str]) -> str:
     more = f" (+{len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else ""
     return ", ".join(keys[:_SHOWN]) + more
@@ -74,7 +68,7 @@ def _load_timm(encoder: nn.Module, encoder_name: str) -> str:
     except Exception as err:  # offline, no such weights, hub errors: all mean the same here
         raise BalconError(
             f"model.pretrained 'timm': could not get timm's pretrained weights for "
-            f"{model_name!r} ({_one_line(err)}); download them and give the file as "
+            f"{model_name!r} ({short_reason(err)}); download them and give the file as "
             "model.pretrained"
         ) from None
     what = f"timm's pretrained {model_name}"
@@ -95,7 +89,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     except Exception as err:
         raise BalconError(
             f"model.pretrained {str(path)!r}: torch.load(weights_only=True) cannot read it "
-            f"({_one_line(err)}); save the encoder's state dict with torch.save"
+            f"({load_failure(err)}); save the encoder's state dict with torch.save"
         ) from None
     if isinstance(obj, Mapping):
         for key in _WRAPPER_KEYS:

@@ -9,7 +9,8 @@ __all__ = ["plot_curves"]
 
 
 def plot_curves(run_dir: str | Path) -> Path | None:
-    """Write ``curves.png`` (accuracy by shot group, losses, learning rate) into ``run_dir``.
+    """Write ``curves.png`` (accuracy by shot group on the evaluated split, losses, learning
+    rate) into ``run_dir``.
 
     Returns the path, or None when the run has no evaluation yet.
     """
@@ -36,7 +37,9 @@ def plot_curves(run_dir: str | Path) -> Path | None:
         points = [(e, r[key]) for e, r in zip(epochs, records, strict=True) if r[key] is not None]
         if points:
             axes[0].plot(*zip(*points, strict=True), marker="o", label=key)
-    axes[0].set(title="test accuracy (%)", xlabel="epoch")
+    split = records[-1].get("split", "test")  # the model-selection split of the run
+    axes[0].set(title=f"{split} accuracy (%)" + (" (training images)" if split == "train"
+                                                 else ""), xlabel="epoch")
     axes[0].legend()
     for key in ("loss", "loss_cls", "loss_con"):
         points = [(e, r[key]) for e, r in zip(epochs, records, strict=True)

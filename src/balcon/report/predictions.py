@@ -20,6 +20,7 @@ def write_predictions(predictions: Predictions, path: str | Path) -> Path:
     probability of the predicted class) and ``correct`` (0 or 1).
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     probs = predictions.logits.float().softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
     names = predictions.class_names
