@@ -237,3 +237,45 @@ def test_resuming_a_finished_run_reports_it(finished_run: Path, capsys):
     out = capsys.readouterr().out
     assert "already finished its 2 epochs" in out and "last (epoch 2, test)" in out
     assert (finished_run / "last.pt").stat().st_mtime_ns == before
+
+
+def test_predict_new_images(finished_run: Path, tmp_path: Path, capsys):
+    """balcon predict: folders searched recursively, files as given, one CSV row each."""
+    folder = tmp_path / "new"
+    (folder / "sub").mkdir(parents=True)
+    for i, size in enumerate([(32, 32), (50, 40), (20, 30)]):
+        Image.new("RGB", size, (40 * i, 90, 200)).save(folder / ("sub" if i else ".") /
+                                                       f"img{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    single = tmp_path / "gray.jpg"
+    Image.new("L", (32, 32), 128).save(single)
+    out = tmp_path / "preds" / "p.csv"
+    assert main(["predict", "--checkpoint", str(finished_run / "best.pt"), str(folder),
+                 str(single), "--out", str(out), "--top-k", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("4 images; predicted classes:") and f"wrote {out}" in printed
+    rows = list(csv.DictReader(out.open()))
+    assert [Path(r["source"]).name for r in rows] == ["img0.png", "img1.png", "img2.png",
+                                                      "gray.jpg"]
+    names = load_checkpoint(finished_run / "best.pt")["class_names"]
+    for row in rows:
+        ranked = [item.split(":") for item in row["top_k"].split(";")]
+        assert len(ranked) == 3 and ranked[0][0] == row["prediction_name"]
+        assert names[int(row["prediction"])] == row["prediction_name"]
+        assert float(ranked[0][1]) == pytest.approx(float(row["confidence"]), abs=1e-4)
+    # the same image through eval's path gets the same scores
+    from balcon.engine import predict_images
+
+    again = predict_images(finished_run / "best.pt", [single], device="cpu")
+    assert again.logits.shape == (1, 10) and again.labels.tolist() == [-1]
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda d: d / "missing", "does not exist"),
+    (lambda d: d, "holds no image files"),
+])
+def test_predict_bad_inputs(finished_run: Path, tmp_path: Path, capsys, make, words):
+    assert main(["predict", "--checkpoint", str(finished_run / "best.pt"),
+                 str(make(tmp_path))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("balcon: error:") and words in err and "\n" not in err

@@ -1,4 +1,4 @@
-"""The ``balcon`` command: presets, train, eval, demo.
+"""The ``balcon`` command: presets, train, eval, predict, demo.
 
 Problems the user can fix (missing data, unknown preset, bad override, unreadable
 checkpoint) print one line naming the problem and the fix, and exit with status 2.
@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--predictions", metavar="FILE.csv",
                     help="also write one CSV row per image (true, predicted, confidence)")
     _common(ev)
+
+    pd = sub.add_parser("predict", help="classify new images with a checkpoint (CSV)")
+    pd.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
+    pd.add_argument("images", nargs="+", help="image files, or folders (searched recursively)")
+    pd.add_argument("--out", help="CSV to write (default: <checkpoint>-predictions.csv beside "
+                    "the checkpoint)")
+    pd.add_argument("--top-k", type=int, default=5, help="classes listed per image (default 5)")
+    _common(pd)
 
     de = sub.add_parser("demo", help="train on long-tailed bundled digits (no download)")
     de.add_argument("--method", default="bcl", choices=METHODS, help="method (default bcl)")
@@ -171,6 +179,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from balcon.engine import predict_images
+    from balcon.report import write_image_predictions
+
+    if args.top_k < 1:
+        raise BalconError(f"--top-k must be >= 1, got {args.top_k}")
+    predictions = predict_images(args.checkpoint, args.images, device=args.device)
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "-predictions.csv")
+    try:
+        write_image_predictions(predictions, out, top_k=args.top_k)
+    except OSError as err:
+        raise BalconError(f"cannot write {out} ({err.strerror}); choose another --out") from None
+    counts = Counter(predictions.logits.argmax(1).tolist())
+    names = predictions.class_names
+    print(f"{len(predictions.sources)} images; predicted classes: " + ", ".join(
+        f"{names[c]} {n}" for c, n in counts.most_common(10))
+        + (", ..." if len(counts) > 10 else ""))
+    print(f"wrote {out}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from balcon.engine import fit, init_distributed
     from balcon.engine.distributed import broadcast_object
@@ -192,7 +224,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"presets": _cmd_presets, "train": _cmd_train, "eval": _cmd_eval, "demo": _cmd_demo}
+COMMANDS = {"presets": _cmd_presets, "train": _cmd_train, "eval": _cmd_eval,
+            "predict": _cmd_predict, "demo": _cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from balcon.data.longtail import (
 )
 from balcon.data.sources import (
     ImageSet,
+    find_images,
     load_cifar,
     load_digits,
     load_folder_splits,
@@ -45,6 +46,7 @@ __all__ = [
     "EpochSampler",
     "EvalDataset",
     "ImageSet",
+    "find_images",
     "MultiViewDataset",
     "imagenet_contrastive_views",
     "imagenet_rand_view",

@@ -20,6 +20,7 @@ from balcon.errors import BalconError
 __all__ = [
     "CIFAR_FOLDERS",
     "ImageSet",
+    "find_images",
     "load_cifar",
     "load_digits",
     "load_folder_splits",
@@ -202,6 +203,32 @@ def load_image_folder(root: str | Path, class_names: list[str] | None = None) ->
     paths, labels = zip(*samples, strict=True)
     return ImageSet(labels=np.asarray(labels, dtype=np.int64), class_names=list(names),
                     paths=list(paths))
+
+
+def find_images(inputs: list[str | Path]) -> list[str]:
+    """Image files named by ``inputs``: files as given, folders searched recursively.
+
+    Folders contribute the files with an image extension (torchvision's list, any
+    case), sorted by path; a file given by name is taken whatever its extension.
+    """
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    found: list[str] = []
+    for item in map(Path, inputs):
+        if item.is_file():
+            found.append(str(item))
+        elif item.is_dir():
+            files = sorted(str(f) for f in item.rglob("*")
+                           if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS)
+            if not files:
+                raise BalconError(f"{item} holds no image files ({', '.join(IMG_EXTENSIONS[:4])}"
+                                  ", ...); give image files or folders of them")
+            found.extend(files)
+        else:
+            raise BalconError(f"{item} does not exist; give image files or folders of them")
+    if not found:
+        raise BalconError("no images given; name image files or folders of them")
+    return found
 
 
 def _split_dirs(root: Path) -> tuple[Path, Path] | None:

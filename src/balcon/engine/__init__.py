@@ -3,7 +3,7 @@
 from balcon.engine.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from balcon.engine.device import autocast, default_num_workers, resolve_device
 from balcon.engine.distributed import DistContext, init_distributed, shutdown
-from balcon.engine.evaluate import Predictions, evaluate_checkpoint
+from balcon.engine.evaluate import Predictions, evaluate_checkpoint, predict_images
 from balcon.engine.fit import RunResult, fit, resume
 from balcon.engine.metrics import classification_metrics
 from balcon.engine.schedule import lr_at
@@ -25,6 +25,7 @@ __all__ = [
     "lr_at",
     "make_objective",
     "predict",
+    "predict_images",
     "resolve_device",
     "resume",
     "save_checkpoint",

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from balcon.config import Config, DataConfig, config_from_dict
-from balcon.data import ImageSet, load_image_sets, make_eval_dataset
+from balcon.data import ImageSet, find_images, load_image_sets, make_eval_dataset
 from balcon.engine.checkpoint import load_checkpoint
 from balcon.engine.device import default_num_workers, inference_precision, resolve_device
 from balcon.engine.distributed import DistContext
@@ -20,7 +21,14 @@ from balcon.engine.steps import predict
 from balcon.errors import BalconError
 from balcon.models import BCLModel, build_model
 
-__all__ = ["EVAL_BATCH", "Predictions", "eval_loader", "evaluate_checkpoint", "loader_options"]
+__all__ = [
+    "EVAL_BATCH",
+    "Predictions",
+    "eval_loader",
+    "evaluate_checkpoint",
+    "loader_options",
+    "predict_images",
+]
 
 #: Images per evaluation batch (per process).
 EVAL_BATCH = 256
@@ -110,3 +118,27 @@ def evaluate_checkpoint(
             "method": cfg.loss.method, "split": split, "images": len(labels),
             "seconds": time.perf_counter() - started, **metrics,
             "class_names": names, "class_counts": state["class_counts"]}, predictions
+
+
+def predict_images(
+    path: str | Path, inputs: list[str | Path], device: str | None = None
+) -> Predictions:
+    """A checkpoint's logits for unlabelled images (files, or folders searched recursively).
+
+    The images get the run's test-time view. ``labels`` are all -1.
+    """
+    path = Path(path)
+    state = load_checkpoint(path)
+    cfg = config_from_dict(state["config"], source=str(path))
+    files = find_images(inputs)
+    names = state["class_names"]
+    images = ImageSet(labels=np.full(len(files), -1, dtype=np.int64), class_names=names,
+                      paths=files)
+    dev = resolve_device(device)
+    model = _model_from_state(cfg, state, path).to(dev)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    logits, labels = predict(model, eval_loader(images, cfg.data, dev), dev,
+                             inference_precision(dev, cfg.train.precision),
+                             desc="predict", channels_last=cfg.model.channels_last)
+    return Predictions(logits, labels, files, names)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from balcon.engine import Predictions
 
-__all__ = ["write_predictions"]
+__all__ = ["write_image_predictions", "write_predictions"]
 
 
 def write_predictions(predictions: Predictions, path: str | Path) -> Path:
@@ -33,4 +33,28 @@ def write_predictions(predictions: Predictions, path: str | Path) -> Path:
                                              strict=True):
             writer.writerow([source, label, names[label], pred, names[pred], f"{conf:.6f}",
                              int(label == pred)])
+    return path
+
+
+def write_image_predictions(predictions: Predictions, path: str | Path, top_k: int = 5) -> Path:
+    """Write one row per unlabelled image: source, predicted class, confidence, top k.
+
+    Columns: ``source``, ``prediction``, ``prediction_name``, ``confidence`` (softmax
+    probability of the predicted class) and ``top_k`` (the k most probable classes as
+    ``name:probability`` joined by ``;``, k = min(top_k, C)).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probs = predictions.logits.float().softmax(dim=1)
+    top = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    names = predictions.class_names
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["source", "prediction", "prediction_name", "confidence", "top_k"])
+        for source, values, indices in zip(predictions.sources, top.values.tolist(),
+                                           top.indices.tolist(), strict=True):
+            ranked = ";".join(f"{names[c]}:{v:.4f}" for c, v in zip(indices, values,
+                                                                      strict=True))
+            writer.writerow([source, indices[0], names[indices[0]], f"{values[0]:.6f}",
+                             ranked])
     return path
