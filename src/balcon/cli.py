@@ -40,7 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     pr.add_argument("name", nargs="?", help="preset to show")
 
-    tr = sub.add_parser("train", help="train a model (a preset, a config file, or resume)")
+    tr = sub.add_parser(
+        "train", help="train a model (a preset, a config file, or resume)",
+        description="Train a model. On several GPUs or nodes, start the same command "
+        "under torchrun: torchrun --nproc_per_node N -m balcon train ... "
+        "(train.batch_size is the global batch).",
+    )
     src = tr.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="a preset name (see `balcon presets`)")
     src.add_argument("--config", help="a YAML config file (a preset's YAML, edited)")
