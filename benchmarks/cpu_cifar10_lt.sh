@@ -19,5 +19,5 @@ done
 for precision in off bf16; do
   /usr/bin/time -f "bcl full-recipe epoch ($precision) wall %e s" balcon train \
     --preset cifar10-lt-r100 --data-dir "$data" --out "$root/epoch-$precision" \
-    --set train.epochs=1 --set train.precision=$precision
+    --epochs 1 --set train.precision=$precision
 done

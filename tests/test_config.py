@@ -184,6 +184,18 @@ def test_compress_schedule_scales_warmup_and_steps():
     from balcon.engine import lr_at
 
     assert lr_at(cfg.optim, 4, 5) == pytest.approx(0.15 * 0.01)
+    for epochs in (1, 2):  # steps that would land on or after the end are dropped
+        cfg = compress_schedule(load_preset("cifar10-lt-r100"), epochs)
+        assert cfg.optim.milestones == [] and cfg.optim.warmup_epochs == 1
+
+
+def test_stored_configs_load_without_new_run_checks():
+    """A checkpoint's config loads even when a new run would be refused (older runs)."""
+    raw = load_preset("cifar10-lt-r100").to_dict()
+    raw["train"]["epochs"] = 2
+    with pytest.raises(BalconError, match="use --epochs 2"):
+        config_from_dict(raw)
+    assert config_from_dict(raw, new_run=False).train.epochs == 2
 
 
 @pytest.mark.parametrize("text", ["auto", "rand-n2-q5", "rand-nX-m10", "rand-n2-m10-mstd"])
@@ -191,5 +203,6 @@ def test_bad_randaugment_is_refused_before_the_run(text: str):
     with pytest.raises(BalconError, match="is not a timm RandAugment string") as info:
         apply_overrides(load_preset("imagenet-lt-resnet50"), [f"data.randaugment={text}"])
     assert "\n" not in str(info.value)
-    cfg = apply_overrides(load_preset("imagenet-lt-resnet50"), ["data.randaugment=rand-n1-m5"])
-    assert cfg.data.randaugment == "rand-n1-m5"
+    for good in ("rand-n1-m5", "rand-m9-n2-t3a", "rand-m9-mstd0.5-inc1"):
+        cfg = apply_overrides(load_preset("imagenet-lt-resnet50"), [f"data.randaugment={good}"])
+        assert cfg.data.randaugment == good

@@ -279,3 +279,42 @@ def test_predict_bad_inputs(finished_run: Path, tmp_path: Path, capsys, make, wo
                  str(make(tmp_path))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("balcon: error:") and words in err and "\n" not in err
+
+
+def test_old_checkpoint_configs_still_evaluate(finished_run: Path, tmp_path: Path):
+    state = load_checkpoint(finished_run / "last.pt")
+    state["config"]["optim"]["milestones"] = [160, 180]  # --set train.epochs=2 in balcon 0.1
+    old = tmp_path / "old.pt"
+    save_checkpoint(old, {k: v for k, v in state.items() if k != "format"})
+    metrics, _ = evaluate_checkpoint(old, device="cpu")
+    assert metrics["epoch"] == 2
+
+
+def test_resume_finishes_a_report_cut_short(tmp_path: Path, cifar10_shared_root: Path, capsys):
+    """Killed after the last checkpoint but before summary.json: resume writes the report."""
+    run = tmp_path / "run"
+    fit(tiny_config(), cifar10_shared_root, run)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] is True
+    (run / "summary.json").unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "already finished" not in out and "last (epoch 2, test)" in out
+    again = json.loads((run / "summary.json").read_text())
+    assert again == summary
+    assert "finishing the report" in (run / "train.log").read_text()
+
+
+def test_run_directory_in_its_first_epoch_is_not_reused(tmp_path: Path,
+                                                         cifar10_shared_root: Path):
+    """config.yaml + train.log without a "stopped:" line may be a run still going."""
+    from balcon.errors import BalconError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: x\n")
+    (run / "train.log").write_text("2026-11-28 02:00:00 run ...\n")
+    with pytest.raises(BalconError, match="is not empty"):
+        fit(tiny_config(), cifar10_shared_root, run)
+    assert (run / "config.yaml").read_text() == "name: x\n"

@@ -132,7 +132,7 @@ def _palette_image(transparency: int | bytes | None) -> Image.Image:
         ("gray16.png", lambda: Image.new("I;16", (6, 5), 32896), (128, 128, 128)),
         ("gray32.tif", lambda: Image.new("I", (6, 5), 65535), (255, 255, 255)),
         ("float01.tif", lambda: Image.new("F", (6, 5), 0.5), (128, 128, 128)),
-        ("float255.tif", lambda: Image.new("F", (6, 5), 77.0), (77, 77, 77)),
+        ("gray32_8bit.tif", lambda: Image.new("I", (6, 5), 77), (77, 77, 77)),
     ],
 )
 def test_image_modes_load_as_rgb(tmp_path, name, make, expected):
@@ -149,6 +149,26 @@ def test_image_modes_load_as_rgb(tmp_path, name, make, expected):
     arr = np.asarray(img)
     assert arr.shape == (5, 6, 3)
     assert np.abs(arr.astype(int) - expected).max() <= 2  # JPEG may be off by a little
+
+
+def test_deep_images_scale_by_their_mode():
+    """One scale per mode, so images of a dataset stay comparable; outliers stretched."""
+    from balcon.data.sources import to_8bit
+
+    def pixels(mode: str, values: list[float]) -> list[int]:
+        array = np.array([values], dtype=np.float32 if mode == "F" else np.int32)
+        img = Image.fromarray(array, mode="F") if mode == "F" else \
+            Image.fromarray(array.astype(np.uint16)).convert("I;16") if mode == "I;16" else \
+            Image.fromarray(array, mode="I")
+        assert img.mode == mode
+        return np.asarray(to_8bit(img)).ravel().tolist()
+
+    assert pixels("I;16", [0, 257, 4095, 65535]) == [0, 1, 16, 255]  # a dark 12-bit image
+    assert pixels("I", [0, 100, 200, 250]) == [0, 100, 200, 250]
+    assert pixels("I", [0, 100, 200, 65535]) == [0, 0, 1, 255]
+    assert pixels("I", [-1000, 0, 1000, 1000]) == [0, 128, 255, 255]  # out of range: stretch
+    assert pixels("F", [0.0, 0.5, 1.0, float("nan")]) == [0, 128, 255, 0]
+    assert pixels("F", [-1.0, 0.0, 1.0, 1.0]) == [0, 128, 255, 255]
 
 
 def test_image_modes_train_and_eval_views(tmp_path):

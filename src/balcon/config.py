@@ -169,7 +169,7 @@ NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 #: One section of timm's RandAugment string: ops (n), magnitude (m), its noise (mstd),
 #: cap (mmax), increasing ops (inc), op probability (p), op set (t...).
-RANDAUGMENT_SECTION = re.compile(r"(m|n|mmax|inc)\d+|(mstd|p)\d+(\.\d+)?|t[a-z_]+")
+RANDAUGMENT_SECTION = re.compile(r"(m|n|mmax|inc)\d+|(mstd|p)\d+(\.\d+)?|t\w+")
 
 SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "name"}
 
@@ -221,8 +221,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {hint} for {key}")
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
-    """Build and validate a :class:`Config` from a nested dict; unknown keys are refused."""
+def config_from_dict(raw: dict[str, Any], source: str = "config",
+                     new_run: bool = True) -> Config:
+    """Build and validate a :class:`Config` from a nested dict; unknown keys are refused.
+
+    ``new_run=False`` (a checkpoint's stored config) skips the checks that only guard
+    new runs against silent mistakes (see :func:`validate`), so older runs still load.
+    """
     if not isinstance(raw, dict):
         raise BalconError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     cfg = Config()
@@ -238,7 +243,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
             raise BalconError(f"{source}: section {key!r} must be a mapping of fields")
         for name, item in value.items():
             _set_field(cfg, f"{key}.{name}", item, source)
-    validate(cfg)
+    validate(cfg, new_run=new_run)
     return cfg
 
 
@@ -305,8 +310,13 @@ def _check_randaugment(text: str) -> None:
         ) from None
 
 
-def validate(cfg: Config) -> None:
-    """Refuse values no run can use, naming the key and what it accepts."""
+def validate(cfg: Config, new_run: bool = True) -> None:
+    """Refuse values no run can use, naming the key and what it accepts.
+
+    With ``new_run`` also refuse what would run but not as meant: lr steps or a warm-up
+    at or beyond the last epoch (``train.epochs`` set without ``--epochs``), a
+    RandAugment string the CIFAR views would ignore.
+    """
     d, m, lo, o, t = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.train
     _check(d.dataset in DATASETS, f"data.dataset must be one of {', '.join(DATASETS)}, "
            f"got {d.dataset!r}")
@@ -327,7 +337,7 @@ def validate(cfg: Config) -> None:
            "the cifar views use sim-sim")
     if d.view_style == "imagenet":
         _check_randaugment(d.randaugment)
-    else:
+    elif new_run:
         _check(d.randaugment == DataConfig.randaugment,
                f"data.randaugment applies to data.view_style=imagenet; the cifar views use "
                f"AutoAugment (leave it at {DataConfig.randaugment})")
@@ -363,18 +373,21 @@ def validate(cfg: Config) -> None:
            f"optim.milestones must be increasing positive epochs, got {o.milestones}")
     _check(0 < o.gamma <= 1, f"optim.gamma must be in (0, 1], got {o.gamma}")
     _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
-    _check(o.schedule != "step" or all(m <= t.epochs for m in o.milestones),
-           f"optim.milestones {o.milestones} lie beyond train.epochs {t.epochs}, so the lr "
-           f"would never step down; use --epochs {t.epochs} (scales the warm-up and the "
+    _check(t.batch_size >= 2, f"train.batch_size must be >= 2, got {t.batch_size}")
+    _check(t.precision in PRECISIONS,
+           f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
+    _check(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
+    if not new_run:
+        return
+    late = [m for m in o.milestones if m >= t.epochs]
+    _check(o.schedule != "step" or not late,
+           f"optim.milestones {late} lie at or beyond train.epochs {t.epochs}, so the lr would "
+           f"never step down there; use --epochs {t.epochs} (scales the warm-up and the "
            "steps) or set optim.milestones")
     _check(o.warmup_epochs <= t.epochs,
            f"optim.warmup_epochs {o.warmup_epochs} is longer than train.epochs {t.epochs}; "
            f"use --epochs {t.epochs} (scales the warm-up and the steps) or set "
            "optim.warmup_epochs")
-    _check(t.batch_size >= 2, f"train.batch_size must be >= 2, got {t.batch_size}")
-    _check(t.precision in PRECISIONS,
-           f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
-    _check(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
 
 
 def compress_schedule(cfg: Config, epochs: int) -> Config:
@@ -386,7 +399,9 @@ def compress_schedule(cfg: Config, epochs: int) -> Config:
         cfg.optim,
         warmup_epochs=max(1, round(cfg.optim.warmup_epochs * ratio)) if cfg.optim.warmup_epochs
         else 0,
-        milestones=sorted(max(1, round(m * ratio)) for m in cfg.optim.milestones),
+        # a step at or after the last epoch never happens (e.g. 160 and 180 of 200 -> 1 of 1)
+        milestones=sorted(m for m in (max(1, round(m * ratio)) for m in cfg.optim.milestones)
+                          if m < epochs),
     )
     out = dataclasses.replace(
         cfg, optim=optim, train=dataclasses.replace(cfg.train, epochs=epochs)

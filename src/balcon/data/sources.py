@@ -40,19 +40,28 @@ DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 def to_8bit(image: Image.Image) -> Image.Image:
     """A 16-bit, 32-bit integer or float single-channel image as 8-bit grayscale (mode L).
 
-    16-bit images (and 32-bit ones whose values fit 16 bits) are divided by 257, so
-    65535 becomes 255; floats within [0, 1] are multiplied by 255; values that fit 8 bits
-    stay; anything larger is scaled by the image's own maximum. PIL's own conversion
-    would clip everything above 255 instead.
+    The scale comes from the mode, so every image of a dataset gets the same one:
+    16-bit images (``I;16``) are divided by 257 (65535 -> 255); floats (``F``) are taken
+    as 0..1 and multiplied by 255. 32-bit integers (``I``) are divided by 257 when they
+    fit 0..65535 (16-bit data that older Pillow opened as ``I``), kept when they fit
+    0..255. Only values outside those ranges (negative, or larger) are stretched from
+    the image's own minimum and maximum. NaN counts as 0. PIL's own conversion would
+    clip everything above 255 instead.
     """
-    values = np.asarray(image, dtype=np.float64)
-    top = float(values.max()) if values.size else 0.0
-    if image.mode == "F" and float(values.min(initial=0.0)) >= 0 and top <= 1.0:
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0,
+                           neginf=0.0)
+    low = float(values.min()) if values.size else 0.0
+    high = float(values.max()) if values.size else 0.0
+    if image.mode == "F" and 0.0 <= low and high <= 1.0:
         values = values * 255.0
-    elif image.mode.startswith("I;16") or 255 < top <= 65535:
+    elif image.mode.startswith("I;16"):
         values = values / 257.0
-    elif top > 255:
-        values = values * (255.0 / top)
+    elif image.mode == "I" and 0.0 <= low and high <= 255.0:
+        pass
+    elif image.mode == "I" and 0.0 <= low and high <= 65535.0:
+        values = values / 257.0
+    else:  # out of the mode's range: stretch this image's own range to 0..255
+        values = (values - low) * (255.0 / max(high - low, 1e-12))
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
 
 

@@ -195,9 +195,9 @@ def on_main(fn: Any, *args: Any) -> Any:
             result = fn(*args)
         except BalconError as err:
             error = str(err)
-        except OSError as err:  # e.g. a full disk while writing the run directory
-            error = f"cannot write {err.filename or 'the run directory'} ({err.strerror}); " \
-                    "free some space or choose another --out"
+        except OSError as err:  # e.g. a full disk or a read-only folder
+            error = f"{err.filename or 'the run directory'}: {err.strerror or err}; check " \
+                    "the disk and the permissions, or choose another --out"
     result, error = broadcast_object((result, error))
     if error is not None:
         raise BalconError(error)

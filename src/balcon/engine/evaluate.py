@@ -92,7 +92,7 @@ def evaluate_checkpoint(
     """
     path = Path(path)
     state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"], source=str(path))
+    cfg = config_from_dict(state["config"], source=str(path), new_run=False)
     dev = resolve_device(device)
     data_dir = data_dir if data_dir is not None else state.get("data_dir")
     splits = load_image_sets(cfg.data, data_dir)
@@ -129,7 +129,7 @@ def predict_images(
     """
     path = Path(path)
     state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"], source=str(path))
+    cfg = config_from_dict(state["config"], source=str(path), new_run=False)
     files = find_images(inputs)
     names = state["class_names"]
     images = ImageSet(labels=np.full(len(files), -1, dtype=np.int64), class_names=names,

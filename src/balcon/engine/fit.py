@@ -32,7 +32,13 @@ from torch.utils.data import DataLoader
 
 from balcon import __version__
 from balcon.config import Config, config_from_dict, config_to_yaml
-from balcon.data import EpochSampler, ImageSet, load_image_sets, make_train_dataset
+from balcon.data import (
+    DataSplits,
+    EpochSampler,
+    ImageSet,
+    load_image_sets,
+    make_train_dataset,
+)
 from balcon.engine.checkpoint import load_checkpoint, save_checkpoint
 from balcon.engine.device import check_precision, make_grad_scaler
 from balcon.engine.distributed import (
@@ -194,6 +200,22 @@ def _final_report(model: BCLModel, cfg: Config, run_dir: Path, images: ImageSet,
             "selection": {"last": selection["last"], "best": selection["best"]}}
 
 
+def _finished_summary(model: BCLModel, cfg: Config, run_dir: Path, splits: DataSplits,
+                      counts: list[int], device: torch.device, ctx: DistContext,
+                      records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary of a run whose last epoch is done: the report, per class by name."""
+    select_name, report_name = splits.selection_split, splits.report_split
+    if report_name != select_name:
+        summary = _final_report(model, cfg, run_dir, splits.get(report_name), report_name,
+                                counts, device, ctx, records)
+    else:
+        summary = summarize(records, select_name)
+        summary["per_class"] = dict(zip(splits.train.class_names, records[-1]["per_class"],
+                                        strict=True))
+    summary["finished"] = True
+    return summary
+
+
 def fit(
     cfg: Config,
     data_dir: str | Path | None,
@@ -214,7 +236,10 @@ def fit(
         torch.backends.cudnn.benchmark = True
     check_precision(dev, cfg.train.precision)
     local_batch = _local_batch(cfg, ctx)
-    splits = on_every_rank(load_image_sets, cfg.data, data_dir, download)
+    if download:  # one download per node, before any rank reads the files
+        on_every_rank(lambda: load_image_sets(cfg.data, data_dir, download=True)
+                      if ctx.local_rank == 0 else None)
+    splits = on_every_rank(load_image_sets, cfg.data, data_dir)
     train_set = splits.train
     counts = train_set.class_counts()
     select_name, report_name = splits.selection_split, splits.report_split
@@ -248,7 +273,7 @@ def fit(
     )
     select_loader = eval_loader(splits.get(select_name), cfg.data, dev, ctx)
     metrics_path = run_dir / "metrics.jsonl"
-    records = read_records(metrics_path, start_epoch) if ctx.is_main else []
+    records = broadcast_object(read_records(metrics_path, start_epoch) if ctx.is_main else [])
     best_top1 = max((r["top1"] for r in records), default=-math.inf)
     base_state = {
         "config": cfg.to_dict(), "class_names": train_set.class_names, "class_counts": counts,
@@ -325,16 +350,21 @@ def fit(
                 save_checkpoint(run_dir / "last.pt", state)
             if evaluated:
                 summary = summarize(records, select_name)
-                if done == epochs and report_name != select_name:
-                    summary = _final_report(model, cfg, run_dir, splits.get(report_name),
-                                            report_name, counts, dev, ctx, records)
-                elif done == epochs:
-                    summary["per_class"] = dict(zip(train_set.class_names,
-                                                    records[-1]["per_class"], strict=True))
+                if done == epochs:
+                    summary = _finished_summary(model, cfg, run_dir, splits, counts, dev, ctx,
+                                                records)
                 if ctx.is_main:
                     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if start_epoch >= epochs and records:  # resumed after the last epoch, before its report
+            LOG.info("all %d epochs done; finishing the report", epochs)
+            summary = _finished_summary(model, cfg, run_dir, splits, counts, dev, ctx, records)
+            if ctx.is_main:
+                (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     except BalconError as err:
         LOG.info("stopped: %s", one_line(err))
+        raise
+    except KeyboardInterrupt:
+        LOG.info("stopped: interrupted")
         raise
     finally:
         log.close()
@@ -361,14 +391,20 @@ def resume(
         return load_checkpoint(run_dir / "last.pt")
 
     state = on_main(read)
-    cfg = config_from_dict(state["config"], source=f"{run_dir / 'last.pt'}")
+    cfg = config_from_dict(state["config"], source=f"{run_dir / 'last.pt'}", new_run=False)
     if int(state["epoch"]) >= cfg.train.epochs:  # nothing to train: report what it left
 
         def read_summary() -> dict[str, Any]:
-            path = run_dir / "summary.json"
-            return json.loads(path.read_text()) if path.is_file() else {}
+            try:
+                summary = json.loads((run_dir / "summary.json").read_text())
+            except (OSError, ValueError):
+                return {}
+            return summary if isinstance(summary, dict) else {}
 
-        return RunResult(run_dir, on_main(read_summary), already_finished=True)
+        summary = on_main(read_summary)
+        if summary.get("finished") and summary.get("epochs_run") == int(state["epoch"]):
+            return RunResult(run_dir, summary, already_finished=True)
+        # stopped between its last checkpoint and its report: fit() finishes the report
     data_dir = data_dir if data_dir is not None else state.get("data_dir")
     return fit(cfg, data_dir, run_dir, device=device, stop_after=stop_after,
                _resume_state=state)

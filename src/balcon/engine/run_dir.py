@@ -82,16 +82,26 @@ def read_records(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
 STOPPED_BEFORE_FIRST_EPOCH = {"config.yaml", "train.log"}
 
 
+def _stopped(log: Path) -> bool:
+    """Whether ``train.log`` ends with the line a run writes when an error or Ctrl-C stops it."""
+    try:
+        lines = log.read_text().strip().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(lines) and " stopped: " in lines[-1]
+
+
 def check_new_run_dir(run_dir: Path) -> None:
     """Create ``run_dir``, refusing a file or a directory that already holds a run.
 
-    A directory holding only what a run leaves when it stops before its first
-    checkpoint (``config.yaml``, ``train.log``) is emptied and reused.
+    A directory holding only what a run leaves when an error or Ctrl-C stops it before
+    its first checkpoint (``config.yaml``, and a ``train.log`` ending in "stopped: ...")
+    is emptied and reused; a run still in its first epoch has no such line.
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise BalconError(f"--out {run_dir} is a file; give a directory")
     leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    if leftovers and leftovers <= STOPPED_BEFORE_FIRST_EPOCH:
+    if leftovers == STOPPED_BEFORE_FIRST_EPOCH and _stopped(run_dir / "train.log"):
         # a run that stopped before its first checkpoint (say, at a corrupt image): start over
         for name in leftovers:
             (run_dir / name).unlink()
