@@ -16,12 +16,7 @@ epochs=${3:-2}
 limit=${4:-240}
 mkdir -p "$out"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-  nproc
-  python3 -c "import sys, torch, torchvision, timm; print(sys.version.split()[0], torch.__version__, torchvision.__version__, timm.__version__)"
-} > "$out/gpu.txt" 2>&1
-cat "$out/gpu.txt"
+. benchmarks/gpu_info.sh  # $out/gpu.txt: GPU, cores, versions
 data=$(mktemp -d)
 python3 - "$data" "$images" <<'PY'
 import sys

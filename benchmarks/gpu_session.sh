@@ -18,12 +18,7 @@ epochs=${3:-50}
 limit=${4:-330}
 mkdir -p "$out"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
-  nproc
-  python3 -c "import sys, torch, torchvision, timm; print(sys.version.split()[0], torch.__version__, torchvision.__version__, timm.__version__)"
-} > "$out/gpu.txt" 2>&1
-cat "$out/gpu.txt"
+. benchmarks/gpu_info.sh  # $out/gpu.txt: GPU, cores, versions
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   python3 benchmarks/bench_loss.py --markdown --repeats 20 --warmup 5 2>&1 | tee "$out/bench_loss_cuda.md"
 fi

@@ -89,6 +89,15 @@ def test_sharded_evaluation_equals_single_process(rank_results):
 SMALL = ("model.head_hidden=16", "model.head_dim=8")
 
 
+def tiny_train_args(data_dir: Path, run: Path) -> list[str]:
+    """``-m balcon train ...`` of a one-epoch tiny CIFAR run on the CPU."""
+    args = ["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
+            "--data-dir", str(data_dir), "--out", str(run), "--epochs", "1"]
+    for item in (*TINY, *SMALL):
+        args += ["--set", item]
+    return args
+
+
 def test_batchnorm_statistics_are_rank_zeros_after_broadcast(rank_results):
     first, second = rank_results
     assert not torch.equal(first["bn_before"], second["bn_before"])  # each rank's own data
@@ -104,11 +113,7 @@ def test_a_failure_on_one_rank_stops_every_rank_alike(rank_results):
 def test_two_process_training_run(tmp_path: Path, cifar10_shared_root: Path):
     """A tiny BCL run under torchrun completes; rank 0 alone logs, prints and writes."""
     run = tmp_path / "run"
-    args = ["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
-            "--data-dir", str(cifar10_shared_root), "--out", str(run)]
-    args += ["--epochs", "1"]
-    for item in (*TINY, *SMALL):
-        args += ["--set", item]
+    args = tiny_train_args(cifar10_shared_root, run)
     proc = torchrun(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -188,11 +193,7 @@ def test_two_nodes_of_one_process_each(tmp_path: Path, cifar10_shared_root: Path
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     run = tmp_path / "run"
-    args = ["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
-            "--data-dir", str(cifar10_shared_root), "--out", str(run)]
-    args += ["--epochs", "1"]
-    for item in (*TINY, *SMALL):
-        args += ["--set", item]
+    args = tiny_train_args(cifar10_shared_root, run)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     nodes = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",

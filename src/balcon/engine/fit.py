@@ -33,7 +33,6 @@ from torch.utils.data import DataLoader
 from balcon import __version__
 from balcon.config import Config, config_from_dict, config_to_yaml
 from balcon.data import (
-    DataSplits,
     EpochSampler,
     ImageSet,
     load_image_sets,
@@ -50,17 +49,16 @@ from balcon.engine.distributed import (
     on_main,
 )
 from balcon.engine.evaluate import eval_loader, loader_options
-from balcon.engine.metrics import classification_metrics
 from balcon.engine.run_dir import (
     LOG,
     RunLog,
     check_new_run_dir,
     read_records,
-    result_row,
     summarize,
 )
+from balcon.engine.run_report import evaluate_split, finished_summary, fmt
 from balcon.engine.schedule import lr_at
-from balcon.engine.steps import make_objective, predict, train_one_epoch
+from balcon.engine.steps import make_objective, train_one_epoch
 from balcon.errors import BalconError, RankError, one_line
 from balcon.models import BCLModel, build_model, load_pretrained
 
@@ -124,10 +122,6 @@ def _own_errors(ctx: DistContext) -> Iterator[None]:
         raise RankError(f"process {ctx.rank}: {one_line(err)}") from None
 
 
-def _fmt(value: float | None, spec: str = ".2f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _check_resume_data(state: dict[str, Any], train_set: ImageSet, select_name: str,
                        run_dir: Path) -> None:
     if state["class_names"] != train_set.class_names or \
@@ -164,56 +158,6 @@ def _start_new_run(cfg: Config, model: BCLModel, run_dir: Path) -> str | None:
     if cfg.model.pretrained is None:
         return None
     return load_pretrained(model.encoder, cfg.model.pretrained, cfg.model.encoder)
-
-
-def _evaluate(model: BCLModel, loader: DataLoader, counts: list[int], cfg: Config,
-              device: torch.device, ctx: DistContext, desc: str) -> dict[str, Any]:
-    logits, labels = predict(model, loader, device, cfg.train.precision, desc=desc,
-                             channels_last=cfg.model.channels_last, ctx=ctx)
-    return classification_metrics(logits, labels, counts)
-
-
-def _final_report(model: BCLModel, cfg: Config, run_dir: Path, images: ImageSet, split: str,
-                  counts: list[int], device: torch.device, ctx: DistContext,
-                  records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last model and best.pt measured on the report split (a split not selected on)."""
-    loader = eval_loader(images, cfg.data, device, ctx)
-    last = _evaluate(model, loader, counts, cfg, device, ctx, f"{split} (last)")
-    last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    best_weights = broadcast_object(
-        load_checkpoint(run_dir / "best.pt")["model"] if ctx.is_main else None
-    )
-    model.load_state_dict(best_weights)
-    best = _evaluate(model, loader, counts, cfg, device, ctx, f"{split} (best)")
-    model.load_state_dict(last_state)
-    selection = summarize(records, records[-1]["split"])
-    best["epoch"] = selection["best"]["epoch"]
-    last["epoch"] = records[-1]["epoch"]
-    for name, result in (("last", last), ("best", best)):
-        LOG.info("%s split, %s (epoch %d): top1 %.2f many %s medium %s few %s", split, name,
-                 result["epoch"], result["top1"], _fmt(result["many"]),
-                 _fmt(result["medium"]), _fmt(result["few"]))
-    return {"last": result_row(last, split), "best": result_row(best, split),
-            "epochs_run": records[-1]["epoch"], "selection_split": selection["selection_split"],
-            "report_split": split, "per_class": dict(zip(images.class_names, last["per_class"],
-                                                         strict=True)),
-            "selection": {"last": selection["last"], "best": selection["best"]}}
-
-
-def _finished_summary(model: BCLModel, cfg: Config, run_dir: Path, splits: DataSplits,
-                      counts: list[int], device: torch.device, ctx: DistContext,
-                      records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The summary of a run whose last epoch is done: the report, per class by name."""
-    select_name, report_name = splits.selection_split, splits.report_split
-    if report_name != select_name:
-        summary = _final_report(model, cfg, run_dir, splits.get(report_name), report_name,
-                                counts, device, ctx, records)
-    else:
-        summary = summarize(records, select_name)
-        summary["per_class"] = dict(zip(splits.train.class_names, records[-1]["per_class"],
-                                        strict=True))
-    summary["finished"] = True
-    return summary
 
 
 def fit(
@@ -317,7 +261,7 @@ def fit(
                                         channels_last=cfg.model.channels_last, ctx=ctx)
             LOG.info("epoch %d/%d lr %.4g loss %.4f (cls %.4f, con %s) train-acc %.2f "
                      "%.0f img/s %.1fs (data wait %.0f%%)", epoch + 1, epochs, lr, stats["loss"],
-                     stats["loss_cls"], _fmt(stats["loss_con"], ".4f"), stats["train_acc"],
+                     stats["loss_cls"], fmt(stats["loss_con"], ".4f"), stats["train_acc"],
                      stats["images_per_s"], stats["train_seconds"],
                      100 * stats["data_wait_share"])
             if not math.isfinite(stats["loss"]):
@@ -330,13 +274,13 @@ def fit(
             evaluated = done % cfg.train.eval_every == 0 or done == epochs
             if evaluated:
                 with _own_errors(ctx):
-                    metrics = _evaluate(model, select_loader, counts, cfg, dev, ctx,
-                                        select_name)
+                    metrics = evaluate_split(model, select_loader, counts, cfg, dev, ctx,
+                                             select_name)
                 record = {"epoch": done, "split": select_name, "lr": lr, **stats, **metrics}
                 records.append(record)
                 LOG.info("eval epoch %d on %s: top1 %.2f top%d %.2f many %s medium %s few %s",
                          done, select_name, record["top1"], record["top5_k"], record["top5"],
-                         _fmt(record["many"]), _fmt(record["medium"]), _fmt(record["few"]))
+                         fmt(record["many"]), fmt(record["medium"]), fmt(record["few"]))
             if ctx.is_main:
                 state = {**base_state, "epoch": done, "model": model.state_dict(),
                          "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
@@ -351,13 +295,13 @@ def fit(
             if evaluated:
                 summary = summarize(records, select_name)
                 if done == epochs:
-                    summary = _finished_summary(model, cfg, run_dir, splits, counts, dev, ctx,
-                                                records)
+                    summary = finished_summary(model, cfg, run_dir, splits, counts, dev,
+                                               ctx, records)
                 if ctx.is_main:
                     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if start_epoch >= epochs and records:  # resumed after the last epoch, before its report
             LOG.info("all %d epochs done; finishing the report", epochs)
-            summary = _finished_summary(model, cfg, run_dir, splits, counts, dev, ctx, records)
+            summary = finished_summary(model, cfg, run_dir, splits, counts, dev, ctx, records)
             if ctx.is_main:
                 (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     except BalconError as err:

@@ -1,0 +1,145 @@
+"""The sections of a run's configuration, as dataclasses, and the values they accept."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "DATASETS",
+    "METHODS",
+    "PRECISIONS",
+    "VIEW_STRATEGIES",
+    "VIEW_STYLES",
+    "Config",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+]
+
+CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
+CIFAR_STD = [0.2023, 0.1994, 0.2010]
+
+#: Training methods: BCL, its ablations and the baselines of the paper's table.
+METHODS = ("bcl", "ce", "la", "supcon", "bcl-no-averaging", "bcl-no-complement")
+DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
+PRECISIONS = ("off", "bf16", "fp16")
+#: Augmentation families: CIFAR-LT's 32-px views, or ImageNet-LT / iNaturalist's 224-px views.
+VIEW_STYLES = ("cifar", "imagenet")
+#: (view 2, view 3) of the contrastive branch; "rand" stands for "randstack".
+VIEW_STRATEGIES = ("sim-sim", "sim-rand", "rand-rand")
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are made long-tailed and augmented.
+
+    ``dataset``: ``cifar10`` / ``cifar100`` (pickles or an ImageFolder copy), ``digits``
+    (bundled) or ``imagefolder``: ``--data-dir`` holds ``train/`` with optional ``val/``
+    and ``test/`` class folders, or, with ``train_split`` set, the images listed in
+    split files (``relative/path label`` per line, paths relative to ``--data-dir``; a
+    split file's own path is absolute or relative to ``--data-dir``). ``num_classes``
+    fixes C for split files (null: largest training label + 1). Model selection uses
+    val when there is one; the final report uses test when there is one.
+    ``view_style`` picks the 32-px CIFAR views or the 224-px ImageNet views;
+    ``view_strategy`` the contrastive pair of the latter (``randaugment`` is timm's
+    RandAugment config string of the "rand" and "randstack" views).
+    """
+
+    dataset: str = "cifar10"
+    num_classes: int | None = None
+    train_split: str | None = None
+    val_split: str | None = None
+    test_split: str | None = None
+    imbalance: float | None = None
+    profile: str = "exp"
+    subsample_seed: int = 0
+    image_size: int = 32
+    mean: list[float] = field(default_factory=lambda: list(CIFAR_MEAN))
+    std: list[float] = field(default_factory=lambda: list(CIFAR_STD))
+    hflip: bool = True
+    sim_crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    sim_blur_prob: float = 0.0
+    view_style: str = "cifar"
+    view_strategy: str = "sim-sim"
+    randaugment: str = "rand-n2-m10-mstd0.5"
+    num_workers: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and heads.
+
+    ``encoder``: a CIFAR ResNet (``resnet8``, ``resnet20``, ``resnet32``, ... any 6n+2
+    depth torchvision does not also name), a torchvision ResNet family model
+    (``resnet50``, ``resnext50_32x4d``, ...), or ``timm:<model>``. ``pretrained``: a
+    local state-dict file for the encoder, or ``timm`` for timm's own weights
+    (downloaded; timm encoders only). ``channels_last`` runs the model in NHWC.
+    """
+
+    encoder: str = "resnet32"
+    pretrained: str | None = None
+    channels_last: bool = False
+    classifier: str = "cosine"
+    cosine_scale: float = 30.0
+    head_hidden: int = 512
+    head_dim: int = 128
+
+
+@dataclass
+class LossConfig:
+    """Training method and the weights of its two losses."""
+
+    method: str = "bcl"
+    temperature: float = 0.1
+    alpha: float = 2.0
+    beta: float = 0.6
+    tau: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    """SGD with a linear warm-up, then step decay (or cosine)."""
+
+    lr: float = 0.15
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "step"
+    warmup_epochs: int = 5
+    milestones: list[int] = field(default_factory=lambda: [160, 180])
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Length, batch, precision, evaluation cadence and seed of a run.
+
+    ``batch_size`` is global: under ``torchrun`` each of the N processes takes
+    ``batch_size / N``. ``sync_bn`` turns BatchNorm into SyncBatchNorm in multi-GPU runs.
+    """
+
+    epochs: int = 200
+    batch_size: int = 256
+    precision: str = "off"
+    eval_every: int = 10
+    seed: int = 0
+    sync_bn: bool = False
+
+
+@dataclass
+class Config:
+    """A whole run's configuration."""
+
+    name: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict of the config (YAML, JSON and checkpoint friendly)."""
+        return asdict(self)
