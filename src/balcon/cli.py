@@ -92,8 +92,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
 
 
-def _timestamp() -> str:
-    return datetime.now().strftime("%Y%m%d-%H%M%S")
+def _run_dir(out: str | None, name: str) -> Path:
+    """``--out``, else ``runs/<name>-<timestamp>``: rank 0's choice, so every process of a
+    torchrun writes to (and rank 0 creates) the same directory."""
+    from balcon.engine.distributed import broadcast_object
+
+    timestamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return broadcast_object(Path(out) if out else Path("runs") / f"{name}-{timestamp}")
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -135,7 +140,6 @@ def _print_results(run_dir: Path, summary: dict) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from balcon.engine import fit, init_distributed, resume
-    from balcon.engine.distributed import broadcast_object
 
     ctx, _ = init_distributed(args.device)
     if args.resume:
@@ -148,9 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   "epochs; nothing to resume. Its results:")
     else:
         cfg = _config_for(args)
-        # every process must write to (and rank 0 create) the same directory
-        out = broadcast_object(Path(args.out) if args.out else
-                               Path("runs") / f"{cfg.name}-{_timestamp()}")
+        out = _run_dir(args.out, cfg.name)
         result = fit(cfg, args.data_dir, out, device=args.device, download=args.download)
     if ctx.is_main:
         _print_results(result.run_dir, result.summary)
@@ -210,16 +212,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from balcon.engine import fit, init_distributed
-    from balcon.engine.distributed import broadcast_object
 
     ctx, _ = init_distributed(args.device)
-
     cfg = load_preset(DEMO_PRESET)
     if args.epochs is not None:
         cfg = compress_schedule(cfg, args.epochs)
     cfg = apply_overrides(cfg, [f"loss.method={args.method}"])
-    out = broadcast_object(Path(args.out) if args.out else
-                           Path("runs") / f"demo-{args.method}-{_timestamp()}")
+    out = _run_dir(args.out, f"demo-{args.method}")
     if ctx.is_main:
         print(f"balcon demo: {args.method} on long-tailed handwritten digits (scikit-learn), "
               f"{cfg.train.epochs} epochs")

@@ -68,15 +68,10 @@ SPLITS = ("train", "val", "test")
 def _split_file_sets(data: DataConfig, root: Path) -> DataSplits:
     assert data.train_split is not None
     train = load_split_file(root, data.train_split, num_classes=data.num_classes)
-    held_out = []
-    for split, name in (("val", data.val_split), ("test", data.test_split)):
-        if name is not None and not (root / name).is_file():
-            raise BalconError(
-                f"split file {root / name} (data.{split}_split) not found; fix the path or "
-                f"--data-dir, or set data.{split}_split=null to run without a {split} split"
-            )
-        held_out.append(None if name is None else
-                        load_split_file(root, name, class_names=train.class_names))
+    held_out = [None if name is None else load_split_file(
+        root, name, class_names=train.class_names,
+        missing_hint=f"set data.{split}_split=null to run without a {split} split",
+    ) for split, name in (("val", data.val_split), ("test", data.test_split))]
     return DataSplits(train, held_out[0], held_out[1])
 
 

@@ -38,13 +38,14 @@ def _quote(line: str, limit: int = 120) -> str:
     return repr(line if len(line) <= limit else line[:limit] + "...")
 
 
-def _read_text(path: Path, root: Path) -> str:
+def _read_text(path: Path, root: Path, missing_hint: str | None = None) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise BalconError(
             f"split file {path} not found; a relative split file is looked up relative to "
             f"--data-dir ({root}): fix the path or --data-dir"
+            + (f", or {missing_hint}" if missing_hint else "")
         ) from None
     except IsADirectoryError:
         raise BalconError(
@@ -175,6 +176,7 @@ def load_split_file(
     split_file: str | Path,
     num_classes: int | None = None,
     class_names: list[str] | None = None,
+    missing_hint: str | None = None,
 ) -> ImageSet:
     """The images listed in a ``relative/path label`` split file, as an :class:`ImageSet`.
 
@@ -185,7 +187,8 @@ def load_split_file(
     for val and test), else the parent folder of each class's images when folders and
     labels match one-to-one (ImageNet-LT's synsets, iNaturalist's category ids), else the
     label numbers. Every listed file must exist; problems raise :class:`BalconError`
-    naming the split file and line.
+    naming the split file and line; ``missing_hint`` ends the message for a split file
+    that does not exist (e.g. how to run without that split).
     """
     if num_classes is not None and num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
@@ -195,7 +198,7 @@ def load_split_file(
         )
     root = Path(root)
     path = root / split_file
-    rels, labels, linenos = _parse(path, _read_text(path, root))
+    rels, labels, linenos = _parse(path, _read_text(path, root, missing_hint))
     if not rels:
         raise BalconError(
             f"split file {path} lists no images (only blank or # lines); "

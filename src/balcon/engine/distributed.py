@@ -30,7 +30,6 @@ from balcon.errors import BalconError
 __all__ = [
     "DistContext",
     "all_reduce_sum",
-    "barrier",
     "broadcast_buffers",
     "broadcast_object",
     "context_from_env",
@@ -127,10 +126,8 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, tensor: Tensor) -> Tensor:
-        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, tensor.contiguous())
         ctx.rows, ctx.rank = tensor.shape[0], dist.get_rank()
-        return torch.cat(parts)
+        return gather(tensor)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
@@ -177,12 +174,6 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
-def barrier() -> None:
-    """Wait until every rank reaches this point."""
-    if _active():
-        dist.barrier()
-
-
 def on_main(fn: Any, *args: Any) -> Any:
     """``fn(*args)`` run on rank 0 only; its result, or its BalconError, reaches every rank.
 
@@ -211,15 +202,13 @@ def on_every_rank(fn: Any, *args: Any) -> Any:
     data on every node): rank 0 prints one line, its own problem or the first other
     rank's, instead of one rank failing while the others wait in a collective.
     """
+    if not _active():
+        return fn(*args)
     error = None
     try:
         result = fn(*args)
     except BalconError as err:
         result, error = None, str(err)
-    if not _active():
-        if error is not None:
-            raise BalconError(error)
-        return result
     errors: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(errors, error)
     for rank, message in enumerate(errors):

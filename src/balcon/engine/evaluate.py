@@ -70,7 +70,13 @@ def eval_loader(images: ImageSet, data: DataConfig, device: torch.device,
                       **loader_options(data, device, ctx))
 
 
-def _model_from_state(cfg: Config, state: dict[str, Any], path: Path) -> BCLModel:
+def _model_for_inference(
+    path: Path, device: str | None
+) -> tuple[dict[str, Any], Config, BCLModel, torch.device]:
+    """A checkpoint's state, config and model (on the device, in its memory format)."""
+    state = load_checkpoint(path)
+    cfg = config_from_dict(state["config"], source=str(path), new_run=False)
+    dev = resolve_device(device)
     model = build_model(cfg.model, len(state["class_names"]))
     try:
         model.load_state_dict(state["model"])
@@ -78,7 +84,17 @@ def _model_from_state(cfg: Config, state: dict[str, Any], path: Path) -> BCLMode
         raise BalconError(
             f"checkpoint {path} does not fit model {cfg.model.encoder}; it is incompatible"
         ) from None
-    return model
+    model = model.to(dev)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return state, cfg, model, dev
+
+
+def _logits(model: BCLModel, images: ImageSet, cfg: Config, device: torch.device,
+            desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return predict(model, eval_loader(images, cfg.data, device), device,
+                   inference_precision(device, cfg.train.precision), desc=desc,
+                   channels_last=cfg.model.channels_last)
 
 
 def evaluate_checkpoint(
@@ -91,9 +107,7 @@ def evaluate_checkpoint(
     per-image predictions.
     """
     path = Path(path)
-    state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"], source=str(path), new_run=False)
-    dev = resolve_device(device)
+    state, cfg, model, dev = _model_for_inference(path, device)
     data_dir = data_dir if data_dir is not None else state.get("data_dir")
     splits = load_image_sets(cfg.data, data_dir)
     split = split or splits.report_split
@@ -104,13 +118,8 @@ def evaluate_checkpoint(
             f"the {split} split in {data_dir} has classes {images.class_names[:3]}..., the "
             f"checkpoint {names[:3]}...; point --data-dir at the data it was trained on"
         )
-    model = _model_from_state(cfg, state, path).to(dev)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     started = time.perf_counter()
-    logits, labels = predict(model, eval_loader(images, cfg.data, dev), dev,
-                             inference_precision(dev, cfg.train.precision),
-                             channels_last=cfg.model.channels_last)
+    logits, labels = _logits(model, images, cfg, dev, "eval")
     metrics = classification_metrics(logits, labels, state["class_counts"])
     sources = images.paths or [f"{split}[{i}]" for i in range(len(images))]
     predictions = Predictions(logits, labels, list(sources), names)
@@ -127,18 +136,10 @@ def predict_images(
 
     The images get the run's test-time view. ``labels`` are all -1.
     """
-    path = Path(path)
-    state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"], source=str(path), new_run=False)
     files = find_images(inputs)
+    state, cfg, model, dev = _model_for_inference(Path(path), device)
     names = state["class_names"]
     images = ImageSet(labels=np.full(len(files), -1, dtype=np.int64), class_names=names,
                       paths=files)
-    dev = resolve_device(device)
-    model = _model_from_state(cfg, state, path).to(dev)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    logits, labels = predict(model, eval_loader(images, cfg.data, dev), dev,
-                             inference_precision(dev, cfg.train.precision),
-                             desc="predict", channels_last=cfg.model.channels_last)
+    logits, labels = _logits(model, images, cfg, dev, "predict")
     return Predictions(logits, labels, files, names)

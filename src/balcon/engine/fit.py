@@ -152,6 +152,11 @@ def _restore(state: dict[str, Any], model: BCLModel, optimizer: torch.optim.Opti
         ) from None
 
 
+def _write_summary(run_dir: Path, summary: dict[str, Any], ctx: DistContext) -> None:
+    if ctx.is_main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
 def _start_new_run(cfg: Config, model: BCLModel, run_dir: Path) -> str | None:
     """Rank 0: write config.yaml, load pretrained encoder weights (DDP shares them)."""
     (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
@@ -180,10 +185,10 @@ def fit(
         torch.backends.cudnn.benchmark = True
     check_precision(dev, cfg.train.precision)
     local_batch = _local_batch(cfg, ctx)
-    if download:  # one download per node, before any rank reads the files
-        on_every_rank(lambda: load_image_sets(cfg.data, data_dir, download=True)
-                      if ctx.local_rank == 0 else None)
-    splits = on_every_rank(load_image_sets, cfg.data, data_dir)
+    # with --download, local rank 0 fetches (and reads) the data before the others read it
+    fetched = on_every_rank(lambda: load_image_sets(cfg.data, data_dir, download=True)
+                            if download and ctx.local_rank == 0 else None)
+    splits = on_every_rank(lambda: fetched or load_image_sets(cfg.data, data_dir))
     train_set = splits.train
     counts = train_set.class_counts()
     select_name, report_name = splits.selection_split, splits.report_split
@@ -225,6 +230,8 @@ def fit(
         "balcon_version": __version__, "selection_split": select_name,
     }
     summary: dict[str, Any] = summarize(records, select_name) if records else {}
+    processes = (f"{ctx.world_size} processes ({local_batch} images each per batch)"
+                 if ctx.enabled else "")
     log = RunLog(run_dir, enabled=ctx.is_main)
     try:
         if start_epoch == 0:
@@ -233,8 +240,7 @@ def fit(
             LOG.info("run %s: %s, %s, %d train%s images, %d classes, device %s%s",
                      run_dir, cfg.name, cfg.loss.method, len(train_set),
                      f" / {held_out}" if held_out else "", train_set.num_classes, dev,
-                     f", {ctx.world_size} processes ({local_batch} images each per batch)"
-                     if ctx.enabled else "")
+                     f", {processes}" if processes else "")
             if pretrained_note:
                 LOG.info("encoder weights: %s", pretrained_note)
             if select_name == "train":
@@ -245,8 +251,7 @@ def fit(
                          report_name)
         else:
             LOG.info("resuming %s after epoch %d%s", run_dir, start_epoch,
-                     f" with {ctx.world_size} processes ({local_batch} images each per batch)"
-                     if ctx.enabled else "")
+                     f" with {processes}" if processes else "")
         epochs = cfg.train.epochs
         last = min(epochs, stop_after) if stop_after is not None else epochs
         for epoch in range(start_epoch, last):
@@ -292,18 +297,14 @@ def fit(
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(records[-1]) + "\n")
                 save_checkpoint(run_dir / "last.pt", state)
-            if evaluated:
+            if evaluated and done < epochs:
                 summary = summarize(records, select_name)
-                if done == epochs:
-                    summary = finished_summary(model, cfg, run_dir, splits, counts, dev,
-                                               ctx, records)
-                if ctx.is_main:
-                    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if start_epoch >= epochs and records:  # resumed after the last epoch, before its report
-            LOG.info("all %d epochs done; finishing the report", epochs)
+                _write_summary(run_dir, summary, ctx)
+        if last == epochs and records:  # the last epoch is done (now, or before a resume)
+            if start_epoch >= epochs:
+                LOG.info("all %d epochs done; finishing the report", epochs)
             summary = finished_summary(model, cfg, run_dir, splits, counts, dev, ctx, records)
-            if ctx.is_main:
-                (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            _write_summary(run_dir, summary, ctx)
     except BalconError as err:
         LOG.info("stopped: %s", one_line(err))
         raise

@@ -176,11 +176,15 @@ def predict(
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         with autocast(device, precision):
             logits = model.predict(images)
-        all_logits.append(logits.float())
-        all_labels.append(labels.to(device))
+        if ctx.enabled:  # gathered on the device below
+            all_logits.append(logits.float())
+            all_labels.append(labels.to(device))
+        else:  # a large set's logits need not stay on the device
+            all_logits.append(logits.float().cpu())
+            all_labels.append(labels)
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
     if not ctx.enabled:
-        return logits.cpu(), labels.cpu()
+        return logits, labels
     size = len(loader.dataset)
     # DistributedSampler(shuffle=False): rank r's k-th sample is position r + k * world
     # of the dataset order padded by repeating its start; positions >= size are padding.
