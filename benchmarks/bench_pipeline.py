@@ -30,7 +30,8 @@ makes it importable, and the script also falls back to ``src``)::
 
     python benchmarks/bench_pipeline.py [--images 256] [--size 500x375] [--classes 8]
         [--workers 0 1 2] [--strategies sim-sim sim-rand rand-rand] [--batch 32]
-        [--epochs 2] [--prefetch 4] [--quality 90] [--threads N] [--dir DIR]
+        [--epochs 2] [--prefetch 2] [--quality 90] [--threads N] [--dir DIR]
+        [--steps-repeats 200]
 
 e.g. ``python benchmarks/bench_pipeline.py --workers 0 2 4 8 --strategies sim-sim rand-rand``.
 It prints a markdown table.
@@ -45,6 +46,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -170,8 +172,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="contrastive pairs (view 2, view 3) to run")
     parser.add_argument("--batch", type=int, default=32, help="images per batch")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per row")
-    parser.add_argument("--prefetch", type=int, default=4,
-                        help="batches each worker prefetches (balcon's default 4)")
+    parser.add_argument("--prefetch", type=int, default=2,
+                        help="batches each worker prefetches (torch's default 2, as balcon)")
+    parser.add_argument("--steps-repeats", type=int, default=200,
+                        help="repeats of each step in the per-step table (0: no table)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads in the main process (default: as is)")
     parser.add_argument("--dir", type=Path, default=None,
@@ -182,6 +186,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if min(args.workers) < 0:
         parser.error("--workers must be >= 0")
     return args
+
+
+def time_steps(root: Path, repeats: int) -> list[tuple[str, float]]:
+    """Milliseconds per call of each step of the 224-px views on one image, and of decoding.
+
+    Decoding is timed on the first JPEG; the crop on the decoded image; every later
+    step on a 224x224 crop of it (what it sees in a view). One thread, no loader.
+    """
+    from torchvision import transforms as T
+
+    from balcon.data.views_imagenet import (
+        imagenet_rand_view,
+        imagenet_randaugment,
+        imagenet_randstack_view,
+        imagenet_sim_view,
+    )
+
+    images = load_image_folder(root)
+    image = images.image(0)
+    crop = T.RandomResizedCrop(224)(image)
+    steps: list[tuple[str, Callable, object]] = [
+        ("decode (one JPEG)", lambda path: Image.open(path).convert("RGB"), images.paths[0]),
+        ("RandomResizedCrop(224)", T.RandomResizedCrop(224), image),
+        ("ColorJitter(0.4, 0.4, 0.4, 0.1)", T.ColorJitter(0.4, 0.4, 0.4, 0.1), crop),
+        ("ColorJitter(0.4, 0.4, 0.4, 0)", T.ColorJitter(0.4, 0.4, 0.4, 0.0), crop),
+        ("ColorJitter(hue 0.1) alone", T.ColorJitter(0, 0, 0, 0.1), crop),
+        ("RandAugment rand-n2-m10-mstd0.5",
+         imagenet_randaugment("rand-n2-m10-mstd0.5", 224, IMAGENET_MEAN), crop),
+        ("ToTensor + Normalize", T.Compose([T.ToTensor(),
+                                            T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]), crop),
+        ("whole rand view", imagenet_rand_view(224, IMAGENET_MEAN, IMAGENET_STD), image),
+        ("whole sim view", imagenet_sim_view(224, IMAGENET_MEAN, IMAGENET_STD), image),
+        ("whole randstack view", imagenet_randstack_view(224, IMAGENET_MEAN, IMAGENET_STD),
+         image),
+    ]
+    timings = []
+    for name, step, arg in steps:
+        step(arg)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step(arg)
+        timings.append((name, 1e3 * (time.perf_counter() - start) / repeats))
+    return timings
 
 
 def print_table(rows: list[tuple[str, int, float]]) -> None:
@@ -217,6 +264,11 @@ def run(args: argparse.Namespace, root: Path) -> None:
     print()
     print_table(rows)
     print("\ndecode share = decode-only ms/image over the pipeline's ms/image, same workers")
+    if args.steps_repeats > 0:
+        print(f"\nper step, one image, {args.steps_repeats} calls each (main process):\n")
+        print("| step | ms per call |\n| --- | ---: |")
+        for name, ms in time_steps(root, args.steps_repeats):
+            print(f"| {name} | {ms:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
