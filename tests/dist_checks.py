@@ -36,6 +36,7 @@ from balcon.engine.distributed import (
     gather_with_grad,
     init_distributed,
     on_every_rank,
+    shutdown,
 )
 from balcon.engine.evaluate import eval_loader
 from balcon.engine.steps import make_objective, objective_loss, predict
@@ -150,6 +151,7 @@ def main(out_dir: Path) -> None:
     except BalconError as err:
         result["agreed_error"] = f"BalconError: {err}"
     torch.save(result, out_dir / f"rank{rank}.pt")
+    shutdown()  # leave the process group cleanly; gloo may abort at exit otherwise
 
 
 if __name__ == "__main__":
