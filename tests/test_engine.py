@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -318,3 +319,55 @@ def test_run_directory_in_its_first_epoch_is_not_reused(tmp_path: Path,
     with pytest.raises(BalconError, match="is not empty"):
         fit(tiny_config(), cifar10_shared_root, run)
     assert (run / "config.yaml").read_text() == "name: x\n"
+
+
+# --- the learning-rate schedule, per batch in the warm-up -----------------------------
+
+
+def test_lr_warmup_rises_every_step_then_steps_per_epoch():
+    optim = load_preset("cifar10-lt-r100").optim  # lr 0.15, warm-up 5, x0.1 at 160, 180
+    steps = 49  # CIFAR-10-LT r100 at batch 256
+    assert lr_at(optim, 0, 200, 0, steps) == pytest.approx(0.15 / (5 * steps))
+    assert lr_at(optim, 0, 200, 1, steps) == pytest.approx(0.15 * 2 / (5 * steps))
+    # the end of the warm-up: the last step of epoch 4 reaches the base lr
+    assert lr_at(optim, 4, 200, steps - 1, steps) == pytest.approx(0.15)
+    assert lr_at(optim, 4, 200, steps - 2, steps) < 0.15
+    # each warm-up epoch ends where the published per-epoch warm-up sets that epoch
+    for e in range(5):
+        assert lr_at(optim, e, 200, None, steps) == pytest.approx(0.15 * (e + 1) / 5)
+        assert lr_at(optim, e, 200) == pytest.approx(0.15 * (e + 1) / 5)
+    # after the warm-up, every step of an epoch shares one lr: the milestones
+    assert [lr_at(optim, 5, 200, s, steps) for s in range(steps)] == [0.15] * steps
+    assert lr_at(optim, 159, 200, 0, steps) == pytest.approx(0.15)
+    assert lr_at(optim, 160, 200, 0, steps) == pytest.approx(0.015)
+    assert lr_at(optim, 180, 200, 7, steps) == pytest.approx(0.0015)
+
+
+def test_lr_cosine_end_value():
+    optim = apply_overrides(load_preset("cifar10-lt-r100"), ["optim.schedule=cosine"]).optim
+    assert lr_at(optim, 5, 200, 3, 49) == pytest.approx(0.15)
+    end = 0.15 * 0.5 * (1 + math.cos(math.pi * 194 / 195))
+    assert lr_at(optim, 199, 200, 48, 49) == pytest.approx(end)
+    assert 0 < end < 1e-4
+    no_warmup = apply_overrides(load_preset("imagenet-lt-resnet50"), [])
+    assert lr_at(no_warmup.optim, 0, 90, 0, 100) == pytest.approx(no_warmup.optim.lr)
+
+
+def test_compressed_schedule_keeps_a_warmup():
+    from balcon.config import compress_schedule
+
+    for epochs in (1, 2, 15, 50):
+        optim = compress_schedule(load_preset("cifar10-lt-r100"), epochs).optim
+        assert optim.warmup_epochs == 1
+        # the first step no longer runs at the full lr: it rises over the first epoch
+        assert lr_at(optim, 0, epochs, 0, 49) == pytest.approx(0.15 / 49)
+        assert lr_at(optim, 0, epochs, 48, 49) == pytest.approx(0.15)
+
+
+def test_train_log_prints_the_epochs_last_lr(tmp_path: Path, cifar10_shared_root: Path):
+    cfg = tiny_config("optim.warmup_epochs=2", "train.eval_every=2")
+    fit(cfg, cifar10_shared_root, tmp_path / "run")
+    lines = [x for x in (tmp_path / "run" / "train.log").read_text().splitlines()
+             if " epoch 1/2 lr " in x or " epoch 2/2 lr " in x]
+    lrs = [float(x.split(" lr ")[1].split()[0]) for x in lines]
+    assert lrs == pytest.approx([cfg.optim.lr / 2, cfg.optim.lr], rel=1e-3)

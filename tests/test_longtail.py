@@ -144,3 +144,25 @@ def test_shot_groups_partition_cifar100_lt():
     assert sorted(sum(groups.values(), [])) == list(range(100))
     assert all(shot_group_of(counts[c]) == g for g, cs in groups.items() for c in cs)
     assert all(groups.values())
+
+
+def test_longtail_indices_known_picks():
+    """Indices the published code (LDAM-DRW's ``gen_imbalanced_data``: ``np.random.seed(0)``,
+    then ``np.random.shuffle`` of each class's indices in class order) picks, written out."""
+    labels = np.tile(np.arange(3), 6)  # class c at positions c, c + 3, c + 6, ...
+    assert longtail_indices(labels, [6, 3, 1], seed=0).tolist() == [
+        15, 6, 3, 9, 0, 12, 4, 10, 13, 11]
+    labels = np.repeat(np.arange(10), 20)  # class-sorted, 20 a class, imbalance 10
+    counts = longtail_counts(20, 10, 10)
+    assert counts == [20, 15, 11, 9, 7, 5, 4, 3, 2, 2]
+    assert longtail_indices(labels, counts, seed=0).tolist() == [
+        18, 1, 19, 8, 10, 17, 6, 13, 4, 2, 5, 14, 9, 7, 16, 11, 3, 0, 15, 12,
+        31, 21, 38, 37, 22, 32, 39, 36, 30, 20, 23, 24, 35, 28, 33,
+        55, 53, 52, 45, 51, 42, 48, 46, 43, 57, 44,
+        78, 60, 73, 62, 63, 77, 67, 72, 74,
+        87, 81, 82, 99, 85, 98, 88,
+        112, 106, 110, 108, 117,
+        138, 134, 126, 124,
+        145, 158, 153,
+        166, 161,
+        182, 196]

@@ -173,3 +173,34 @@ def test_logit_adjusted_errors_and_buffer():
     assert "log_prior" in dict(loss.named_buffers())
     with pytest.raises(ValueError, match="logits"):
         loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+
+
+def _official_bcl_loss():
+    """The official ``BalSCL`` formulation, as benchmarks/reference_trainer.py writes it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from reference_trainer import official_bcl_loss
+    finally:
+        sys.path.pop(0)
+    return official_bcl_loss
+
+
+@pytest.mark.parametrize(("batch", "classes", "seed"), [(8, 4, 0), (32, 10, 1), (16, 100, 2)])
+def test_bcl_matches_the_official_formulation(batch, classes, seed):
+    """Second reference: the official code's way (one-hot counts, dense masks, a loop)."""
+    official = _official_bcl_loss()
+    feats, labels, protos = random_inputs(batch, classes, 16, seed, dtype=torch.float64)
+    feats.requires_grad_(True)
+    protos.requires_grad_(True)
+    ours = BalancedContrastiveLoss(0.1)(feats, labels, protos)
+    feats2, protos2 = feats.detach().clone().requires_grad_(True), \
+        protos.detach().clone().requires_grad_(True)
+    theirs = official(protos2, feats2, labels, classes, 0.1)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-10)
+    ours.backward()
+    theirs.backward()
+    assert torch.allclose(feats.grad, feats2.grad, rtol=1e-8, atol=1e-12)
+    assert torch.allclose(protos.grad, protos2.grad, rtol=1e-8, atol=1e-12)

@@ -329,3 +329,43 @@ def test_build_model_does_not_load_pretrained(tmp_path):
     cfg = ModelConfig(encoder="resnet8", pretrained=str(tmp_path / "absent.pth"))
     model = build_model(cfg, num_classes=3)  # no error: the file is the engine's business
     assert isinstance(model.encoder, CifarResNet)
+
+
+def test_cosine_classifier_starts_at_unit_norm_as_the_official_one():
+    """As NormedLinear: every class vector at norm 1 (balcon 0.2's were ~0.58)."""
+    weight = BCLModel(build_encoder("resnet32"), num_classes=100).classifier.weight
+    assert weight.shape == (100, 64)
+    assert torch.allclose(weight.norm(dim=1), torch.ones(100), atol=1e-3)
+    # directions are spread (uniform in the cube, then scaled), not one repeated vector
+    cos = nn.functional.normalize(weight, dim=1) @ nn.functional.normalize(weight, dim=1).T
+    assert cos.fill_diagonal_(0).abs().max() < 0.7
+
+
+def test_cifar_resnet_shortcut_and_init_options():
+    a = resnet_cifar(20)
+    b = resnet_cifar(20, shortcut="B")
+    # option B adds a 1x1 convolution + BatchNorm at the two shape changes
+    extra = 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
+    assert count_params(b) - count_params(a) == extra
+    x = torch.randn(2, 3, 32, 32)
+    assert b(x).shape == (2, 64)
+    # LDAM-DRW's init: kaiming normal, fan-in; the stem has fan-in 27 and fan-out 144
+    torch.manual_seed(0)
+    stds = {init: resnet_cifar(32, conv_init=init).conv1.weight.std().item()
+            for init in ("kaiming", "kaiming-fan-out", "torch")}
+    assert stds["kaiming"] == pytest.approx((2 / 27) ** 0.5, rel=0.15)
+    assert stds["kaiming-fan-out"] == pytest.approx((2 / 144) ** 0.5, rel=0.15)
+    assert stds["torch"] == pytest.approx((1 / (3 * 27)) ** 0.5, rel=0.15)
+    with pytest.raises(ValueError, match="shortcut"):
+        resnet_cifar(20, shortcut="C")
+    with pytest.raises(ValueError, match="conv_init"):
+        resnet_cifar(20, conv_init="xavier")
+
+
+def test_shortcut_options_refused_for_other_encoders():
+    with pytest.raises(BalconError, match="CIFAR ResNets only"):
+        build_encoder("resnet18", shortcut="B")
+    with pytest.raises(BalconError, match="unknown"):
+        build_encoder("resnet51", shortcut="B")
+    cfg = ModelConfig(shortcut="B", conv_init="torch")
+    assert count_params(build_model(cfg, 10)) > count_params(build_model(ModelConfig(), 10))

@@ -6,9 +6,12 @@ import math
 import re
 
 from balcon.config.sections import (
+    CONV_INITS,
+    CUTOUT_FILLS,
     DATASETS,
     METHODS,
     PRECISIONS,
+    SHORTCUTS,
     VIEW_STRATEGIES,
     VIEW_STYLES,
     Config,
@@ -86,8 +89,14 @@ def validate(cfg: Config, new_run: bool = True) -> None:
            f"got {d.sim_crop_scale}")
     _check(0 <= d.sim_blur_prob <= 1, f"data.sim_blur_prob must be in [0, 1], "
            f"got {d.sim_blur_prob}")
+    _check(d.cutout_fill in CUTOUT_FILLS, f"data.cutout_fill must be one of "
+           f"{', '.join(CUTOUT_FILLS)}, got {d.cutout_fill!r}")
     _check(d.num_workers is None or d.num_workers >= 0,
            f"data.num_workers must be >= 0 or null (automatic), got {d.num_workers}")
+    _check(m.shortcut in SHORTCUTS, f"model.shortcut must be one of {', '.join(SHORTCUTS)}, "
+           f"got {m.shortcut!r}")
+    _check(m.conv_init in CONV_INITS, f"model.conv_init must be one of {', '.join(CONV_INITS)}, "
+           f"got {m.conv_init!r}")
     _check(m.classifier in ("cosine", "linear"),
            f"model.classifier must be cosine or linear, got {m.classifier!r}")
     _check(m.cosine_scale > 0, f"model.cosine_scale must be > 0, got {m.cosine_scale}")

@@ -6,9 +6,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "CONV_INITS",
+    "CUTOUT_FILLS",
     "DATASETS",
     "METHODS",
     "PRECISIONS",
+    "SHORTCUTS",
     "VIEW_STRATEGIES",
     "VIEW_STYLES",
     "Config",
@@ -30,6 +33,12 @@ PRECISIONS = ("off", "bf16", "fp16")
 VIEW_STYLES = ("cifar", "imagenet")
 #: (view 2, view 3) of the contrastive branch; "rand" stands for "randstack".
 VIEW_STRATEGIES = ("sim-sim", "sim-rand", "rand-rand")
+#: CIFAR ResNet shortcuts (He et al.): A zero-pads, B projects with a 1x1 convolution.
+SHORTCUTS = ("A", "B")
+#: CIFAR ResNet convolution inits: kaiming fan-in (LDAM-DRW), fan-out (balcon 0.2), PyTorch's.
+CONV_INITS = ("kaiming", "kaiming-fan-out", "torch")
+#: What view 1's Cutout hole holds: black (cut before normalising) or the mean colour.
+CUTOUT_FILLS = ("black", "mean")
 
 
 @dataclass
@@ -45,7 +54,9 @@ class DataConfig:
     val when there is one; the final report uses test when there is one.
     ``view_style`` picks the 32-px CIFAR views or the 224-px ImageNet views;
     ``view_strategy`` the contrastive pair of the latter (``randaugment`` is timm's
-    RandAugment config string of the "rand" and "randstack" views).
+    RandAugment config string of the "rand" and "randstack" views). ``cutout_fill``
+    is what the CIFAR view 1's Cutout hole holds: ``black`` (cut before normalising,
+    as the published code) or ``mean`` (cut after: the dataset's mean colour).
     """
 
     dataset: str = "cifar10"
@@ -62,6 +73,7 @@ class DataConfig:
     hflip: bool = True
     sim_crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
     sim_blur_prob: float = 0.0
+    cutout_fill: str = "black"
     view_style: str = "cifar"
     view_strategy: str = "sim-sim"
     randaugment: str = "rand-n2-m10-mstd0.5"
@@ -77,9 +89,14 @@ class ModelConfig:
     (``resnet50``, ``resnext50_32x4d``, ...), or ``timm:<model>``. ``pretrained``: a
     local state-dict file for the encoder, or ``timm`` for timm's own weights
     (downloaded; timm encoders only). ``channels_last`` runs the model in NHWC.
+    ``shortcut`` (``A``: zero-padding, ``B``: 1x1 convolution) and ``conv_init``
+    (``kaiming``: fan-in, as LDAM-DRW; ``kaiming-fan-out``: balcon 0.2; ``torch``:
+    PyTorch's own) shape the CIFAR ResNets only.
     """
 
     encoder: str = "resnet32"
+    shortcut: str = "A"
+    conv_init: str = "kaiming"
     pretrained: str | None = None
     channels_last: bool = False
     classifier: str = "cosine"

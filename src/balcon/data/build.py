@@ -137,7 +137,7 @@ def train_views(data: DataConfig, contrastive: bool) -> list[T.Compose]:
             strategy=data.view_strategy if contrastive else None,
         )
     args = (data.image_size, data.mean, data.std, data.hflip)
-    views = [strong_view(*args)]
+    views = [strong_view(*args, cutout_fill=data.cutout_fill)]
     if contrastive:
         sim = sim_view(*args, crop_scale=data.sim_crop_scale, blur_prob=data.sim_blur_prob)
         views += [sim, sim]

@@ -69,16 +69,22 @@ def _finish(mean: Sequence[float], std: Sequence[float]) -> list[Callable]:
 
 def strong_view(
     size: int, mean: Sequence[float], std: Sequence[float], hflip: bool = True,
-    cutout: int = 16,
+    cutout: int = 16, cutout_fill: str = "black",
 ) -> T.Compose:
-    """View 1: crop with padding, flip, AutoAugment (CIFAR-10 policy), Cutout."""
+    """View 1: crop with padding, flip, AutoAugment (CIFAR-10 policy), Cutout.
+
+    ``cutout_fill`` ``black`` cuts before normalising (the published order: the hole is
+    black); ``mean`` cuts after (the hole is 0 after normalising: the mean colour).
+    """
+    if cutout_fill not in ("black", "mean"):
+        raise ValueError(f"cutout_fill must be 'black' or 'mean', got {cutout_fill!r}")
     steps: list[Callable] = [FitSize(size), T.RandomCrop(size, padding=4)]
     if hflip:
         steps.append(T.RandomHorizontalFlip())
     steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
     steps.append(T.ToTensor())
-    steps.append(Cutout(cutout))
-    steps.append(T.Normalize(mean, std))
+    normalize = T.Normalize(mean, std)
+    steps += [Cutout(cutout), normalize] if cutout_fill == "black" else [normalize, Cutout(cutout)]
     return T.Compose(steps)
 
 

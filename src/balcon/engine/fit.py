@@ -254,16 +254,17 @@ def fit(
                      f" with {processes}" if processes else "")
         epochs = cfg.train.epochs
         last = min(epochs, stop_after) if stop_after is not None else epochs
+        steps = len(train_loader)
         for epoch in range(start_epoch, last):
-            lr = lr_at(cfg.optim, epoch, epochs)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = lr_at(cfg.optim, epoch, epochs, steps_per_epoch=steps)  # the epoch's last
             sampler.set_epoch(epoch)
             with _own_errors(ctx):
-                stats = train_one_epoch(train_model, train_loader, objective, optimizer,
-                                        scaler, dev, cfg.train.precision,
-                                        desc=f"epoch {epoch + 1}/{epochs}",
-                                        channels_last=cfg.model.channels_last, ctx=ctx)
+                stats = train_one_epoch(
+                    train_model, train_loader, objective, optimizer, scaler, dev,
+                    cfg.train.precision, desc=f"epoch {epoch + 1}/{epochs}",
+                    channels_last=cfg.model.channels_last, ctx=ctx,
+                    lr_of_step=lambda step, e=epoch: lr_at(cfg.optim, e, epochs, step, steps),
+                )
             LOG.info("epoch %d/%d lr %.4g loss %.4f (cls %.4f, con %s) train-acc %.2f "
                      "%.0f img/s %.1fs (data wait %.0f%%)", epoch + 1, epochs, lr, stats["loss"],
                      stats["loss_cls"], fmt(stats["loss_con"], ".4f"), stats["train_acc"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -90,8 +91,12 @@ def train_one_epoch(
     desc: str = "train",
     channels_last: bool = False,
     ctx: DistContext | None = None,
+    lr_of_step: Callable[[int], float] | None = None,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``; returns mean losses, accuracy and speed.
+
+    ``lr_of_step(step)`` (0-based batch of this epoch), when given, sets the learning
+    rate of every parameter group before each batch (the per-batch warm-up).
 
     Speed: ``images_per_s`` (training images, each with all its views, over all
     ranks) and ``data_wait_share``, the fraction of the epoch this process spent
@@ -111,6 +116,9 @@ def train_one_epoch(
     batches = iter(bar)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for step in range(len(loader)):
+        if lr_of_step is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_of_step(step)
         tick = time.perf_counter()
         views, labels = next(batches)
         waited += time.perf_counter() - tick

@@ -42,8 +42,25 @@ def _unknown(name: str, why: str = "is unknown") -> BalconError:
     return BalconError(f"model.encoder {name!r} {why}; " + _ACCEPTED.format(tv=tv))
 
 
-def build_encoder(name: str) -> nn.Module:
+def _cifar_resnet_depth(name: str) -> int | None:
+    """Depth of the CIFAR ResNet ``name`` names, None when it names another encoder."""
+    match = re.fullmatch(r"cifar_resnet(\d+)", name)
+    if match:
+        depth = _cifar_depth(match.group(1))
+        if depth is None:
+            raise _unknown(name, "is not a CIFAR ResNet depth (6n + 2, n >= 1)")
+        return depth
+    match = re.fullmatch(r"resnet(\d+)", name)
+    if match and name not in torchvision_resnet_names():
+        return _cifar_depth(match.group(1))
+    return None
+
+
+def build_encoder(name: str, shortcut: str = "A", conv_init: str = "kaiming") -> nn.Module:
     """A feature encoder by name, without pretrained weights; it has ``num_features``.
+
+    ``shortcut`` and ``conv_init`` shape the CIFAR ResNets (see :class:`CifarResNet`);
+    other encoders keep their own design and refuse values other than the defaults.
 
     Names resolve in this order:
 
@@ -59,17 +76,18 @@ def build_encoder(name: str) -> nn.Module:
 
     Anything else is a :class:`~balcon.errors.BalconError` listing these forms.
     """
-    match = re.fullmatch(r"cifar_resnet(\d+)", name)
-    if match:
-        depth = _cifar_depth(match.group(1))
-        if depth is None:
-            raise _unknown(name, "is not a CIFAR ResNet depth (6n + 2, n >= 1)")
-        return resnet_cifar(depth)
+    depth = _cifar_resnet_depth(name)
+    if depth is not None:
+        return resnet_cifar(depth, shortcut=shortcut, conv_init=conv_init)
+    if name not in torchvision_resnet_names() and not name.startswith("timm:"):
+        raise _unknown(name)
+    if (shortcut, conv_init) != ("A", "kaiming"):
+        raise BalconError(
+            f"model.shortcut and model.conv_init shape the CIFAR ResNets only; model.encoder "
+            f"{name!r} has its own: leave them at A and kaiming"
+        )
     if name in torchvision_resnet_names():
         return torchvision_resnet(name)
-    match = re.fullmatch(r"resnet(\d+)", name)
-    if match and _cifar_depth(match.group(1)) is not None:
-        return resnet_cifar(int(match.group(1)))
     if name.startswith("timm:"):
         import timm
 
@@ -77,7 +95,6 @@ def build_encoder(name: str) -> nn.Module:
             return timm.create_model(name[5:], pretrained=False, num_classes=0)
         except RuntimeError as err:
             raise BalconError(f"model.encoder {name!r}: {err}; see timm.list_models()") from None
-    raise _unknown(name)
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> BCLModel:
@@ -88,7 +105,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> BCLModel:
     resumed runs take every weight from a checkpoint.
     """
     return BCLModel(
-        build_encoder(cfg.encoder),
+        build_encoder(cfg.encoder, shortcut=cfg.shortcut, conv_init=cfg.conv_init),
         num_classes,
         classifier=cfg.classifier,
         cosine_scale=cfg.cosine_scale,

@@ -18,7 +18,11 @@ __all__ = ["BCLModel", "CosineClassifier", "mlp_head"]
 class CosineClassifier(nn.Module):
     r"""Cosine ("normed linear") classifier: :math:`s \cdot \hat{x} \cdot \hat{w}_k`.
 
-    Logits are bounded by the scale ``s`` in absolute value.
+    Logits are bounded by the scale ``s`` in absolute value. The class vectors start
+    as the official ``NormedLinear``'s: uniform(-1, 1), each scaled to norm 1. The
+    logits ignore their norm, but the effective step of a scale-invariant weight
+    grows as 1 / norm^2: balcon 0.2 drew them uniform(+-1/sqrt(F)) (norm ~0.58, a
+    3x larger effective step), which trained worse (BENCHMARKS.md, "Training health").
 
     Args:
         in_features: feature dimension.
@@ -28,8 +32,8 @@ class CosineClassifier(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int, scale: float = 30.0) -> None:
         super().__init__()
-        bound = in_features**-0.5
-        self.weight = nn.Parameter(torch.empty(num_classes, in_features).uniform_(-bound, bound))
+        weight = torch.empty(num_classes, in_features).uniform_(-1.0, 1.0)
+        self.weight = nn.Parameter(F.normalize(weight, dim=1))
         self.scale = float(scale)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -2,9 +2,17 @@
 
 Depth ``6n + 2``: a 3x3 stem with 16 channels, then three stages of ``n`` basic
 blocks with 16, 32 and 64 channels (stride 2 at the start of stages 2 and 3), global
-average pooling. Shortcuts that change shape subsample and zero-pad the channels
-(the paper's option A, also used by LDAM-DRW and BCL's CIFAR reimplementations).
-ResNet-32 (n = 5) is the CIFAR-LT backbone of BCL; 20, 44, 56 and 110 follow suit.
+average pooling. ResNet-32 (n = 5) is the CIFAR-LT backbone of BCL; 20, 44, 56 and 110
+follow suit.
+
+The defaults are the LDAM-DRW ResNet-32 that BCL's CIFAR reimplementations train:
+shortcuts that change shape subsample and zero-pad the channels (the paper's option A)
+and every convolution is drawn ``kaiming_normal_`` with PyTorch's default fan-in mode.
+Two alternatives train better on short schedules (BENCHMARKS.md, "Training health"):
+``shortcut="B"`` (1x1 convolution + BatchNorm on shape changes) and
+``conv_init="torch"`` (PyTorch's own init). ``conv_init="kaiming-fan-out"`` is balcon
+0.2's init: it makes the stem's weights 2.3x smaller than fan-in does, so that, under
+BatchNorm, their effective step is 5.3x larger.
 """
 
 from __future__ import annotations
@@ -12,11 +20,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from balcon.config.sections import CONV_INITS, SHORTCUTS
+
 __all__ = ["CifarResNet", "resnet_cifar"]
 
 
 class _BasicBlock(nn.Module):
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int, shortcut: str = "A") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -24,8 +34,14 @@ class _BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.stride = stride
         self.pad = planes - in_planes
+        # option B: a strided 1x1 convolution + BatchNorm where the shape changes
+        self.projection = (nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                         nn.BatchNorm2d(planes))
+                           if shortcut == "B" and (stride != 1 or self.pad) else None)
 
     def shortcut(self, x: Tensor) -> Tensor:
+        if self.projection is not None:
+            return self.projection(x)
         if self.stride == 1 and self.pad == 0:
             return x
         x = x[:, :, :: self.stride, :: self.stride]
@@ -43,12 +59,21 @@ class CifarResNet(nn.Module):
     Args:
         depth: total depth, ``6n + 2`` with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...).
         width: channels of the first stage (16 in the paper); stages use 1x, 2x, 4x.
+        shortcut: ``"A"`` (subsample and zero-pad, parameter-free) or ``"B"`` (1x1
+            convolution + BatchNorm) where a block changes the shape.
+        conv_init: ``"kaiming"`` (normal, fan-in: LDAM-DRW), ``"kaiming-fan-out"``
+            (balcon 0.2) or ``"torch"`` (PyTorch's default init).
     """
 
-    def __init__(self, depth: int = 32, width: int = 16) -> None:
+    def __init__(self, depth: int = 32, width: int = 16, shortcut: str = "A",
+                 conv_init: str = "kaiming") -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n + 2 with n >= 1 (20, 32, 44, ...), got {depth}")
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+        if conv_init not in CONV_INITS:
+            raise ValueError(f"conv_init must be one of {CONV_INITS}, got {conv_init!r}")
         blocks = (depth - 2) // 6
         self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -57,13 +82,15 @@ class CifarResNet(nn.Module):
         for stage, planes in enumerate((width, 2 * width, 4 * width)):
             for b in range(blocks):
                 stride = 2 if stage > 0 and b == 0 else 1
-                layers.append(_BasicBlock(in_planes, planes, stride))
+                layers.append(_BasicBlock(in_planes, planes, stride, shortcut))
                 in_planes = planes
         self.layers = nn.Sequential(*layers)
         self.num_features = in_planes
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if conv_init != "torch":
+            mode = "fan_out" if conv_init == "kaiming-fan-out" else "fan_in"
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
         """Pooled features (N, num_features) of images (N, 3, H, W)."""
@@ -72,6 +99,6 @@ class CifarResNet(nn.Module):
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
 
-def resnet_cifar(depth: int = 32) -> CifarResNet:
+def resnet_cifar(depth: int = 32, shortcut: str = "A", conv_init: str = "kaiming") -> CifarResNet:
     """A CIFAR ResNet of the given depth (ResNet-32 for BCL's CIFAR-LT recipe)."""
-    return CifarResNet(depth)
+    return CifarResNet(depth, shortcut=shortcut, conv_init=conv_init)
