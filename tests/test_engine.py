@@ -371,3 +371,20 @@ def test_train_log_prints_the_epochs_last_lr(tmp_path: Path, cifar10_shared_root
              if " epoch 1/2 lr " in x or " epoch 2/2 lr " in x]
     lrs = [float(x.split(" lr ")[1].split()[0]) for x in lines]
     assert lrs == pytest.approx([cfg.optim.lr / 2, cfg.optim.lr], rel=1e-3)
+
+
+def test_checkpoints_of_balcon_02_evaluate_and_resume(finished_run: Path, tmp_path: Path):
+    """A 0.2 checkpoint's config lacks model.shortcut, model.conv_init and data.cutout_fill:
+    it loads with the published defaults (A, kaiming, black), evaluates and resumes."""
+    data_dir = load_checkpoint(finished_run / "last.pt")["data_dir"]
+    cut = tmp_path / "cut"
+    fit(tiny_config(), data_dir, cut, stop_after=1)
+    state = load_checkpoint(cut / "last.pt")
+    for section, key in (("model", "shortcut"), ("model", "conv_init"), ("data", "cutout_fill")):
+        del state["config"][section][key]
+    state["balcon_version"] = "0.2.0"
+    save_checkpoint(cut / "last.pt", {k: v for k, v in state.items() if k != "format"})
+    metrics, _ = evaluate_checkpoint(cut / "last.pt", device="cpu")
+    assert metrics["epoch"] == 1
+    assert main(["train", "--resume", str(cut)]) == 0
+    assert_same_weights(weights(cut), weights(finished_run))
