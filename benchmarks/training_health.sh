@@ -48,7 +48,9 @@ fit(cfg, '$data', '$root/before-la-s$seed', stop_after=5)"
     after)
       for seed in 0 1 2; do train "after-la-s$seed" --set loss.method=la --set train.seed=$seed; done ;;
     reference)
-      for seed in 0 1 2; do reference "ref-la-s$seed" --method la --seed $seed; done ;;
+      for seed in 0 1 2; do reference "ref-la-s$seed" --method la --seed $seed; done
+      # the control: the same trainer with balcon's per-batch warm-up
+      reference ref-la-s0-perstep --method la --seed 0 --warmup-per-step ;;
     bcl)
       train after-bcl-s0
       reference ref-bcl-s0 --method bcl --seed 0 ;;
@@ -60,7 +62,8 @@ fit(cfg, '$data', '$root/before-la-s$seed', stop_after=5)"
     table)
       runs() { local out=""; for s in 0 1 2; do out="$out,$root/$1$s$2"; done; echo "${out#,}"; }
       python "$here/health_table.py" --acc "before=$(runs before-la-s)" \
-        "after=$(runs after-la-s)" "reference=$(runs ref-la-s .jsonl)"
+        "after=$(runs after-la-s)" "reference=$(runs ref-la-s .jsonl)" \
+        "reference-per-step=$root/ref-la-s0-perstep.jsonl"
       python "$here/health_table.py" --acc "after=$root/after-bcl-s0" \
         "reference=$root/ref-bcl-s0.jsonl"
       python "$here/health_table.py" "after=$root/after-la-s0" "fan-out=$root/abl-fanout" \
