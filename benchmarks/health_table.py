@@ -24,8 +24,9 @@ EPOCH_LINE = re.compile(r" epoch (\d+)/(\d+) lr (\S+) loss (\S+) .*?train-acc (\
 GROUPS = ("top1", "many", "medium", "few")
 
 
-def read_run(path: Path) -> tuple[dict[int, tuple[float, float]], dict | None]:
-    """Per-epoch (loss, train accuracy) and the last evaluation of one run."""
+def read_run(path: Path, at: int | None = None
+             ) -> tuple[dict[int, tuple[float, float]], dict | None]:
+    """Per-epoch (loss, train accuracy) and the last evaluation (or that of epoch ``at``)."""
     if path.is_dir():  # a balcon run directory
         epochs = {}
         for line in (path / "train.log").read_text().splitlines():
@@ -33,11 +34,13 @@ def read_run(path: Path) -> tuple[dict[int, tuple[float, float]], dict | None]:
             if m:
                 epochs[int(m.group(1))] = (float(m.group(4)), float(m.group(5)))
         records = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
-        return epochs, (records[-1] if records else None)
-    rows = [json.loads(x) for x in path.read_text().splitlines()[1:]]
-    epochs = {r["epoch"]: (r["loss"], r["train_acc"]) for r in rows}
-    evaluated = [r for r in rows if "top1" in r]
-    return epochs, (evaluated[-1] if evaluated else None)
+    else:  # a reference_trainer.py output file
+        rows = [json.loads(x) for x in path.read_text().splitlines()[1:]]
+        epochs = {r["epoch"]: (r["loss"], r["train_acc"]) for r in rows}
+        records = [r for r in rows if "top1" in r]
+    if at is not None:
+        records = [r for r in records if r["epoch"] == at]
+    return epochs, (records[-1] if records else None)
 
 
 def fmt(values: list[float | None]) -> str:
@@ -54,16 +57,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("groups", nargs="+", help="NAME=PATH[,PATH...]")
     p.add_argument("--acc", action="store_true", help="also the per-epoch training accuracy")
+    p.add_argument("--at", type=int, help="the evaluation of this epoch (default: the last)")
+    p.add_argument("--no-epochs", action="store_true", help="the results table alone")
     args = p.parse_args()
     runs: list[tuple[str, str, dict, dict | None]] = []
     for item in args.groups:
         name, _, paths = item.partition("=")
         for path in paths.split(","):
-            epochs, last = read_run(Path(path))
+            epochs, last = read_run(Path(path), args.at)
             runs.append((name, Path(path).name.removesuffix(".jsonl"), epochs, last))
-    top = max(max(e, default=0) for _, _, e, _ in runs)
-    print("| epoch | " + " | ".join(f"{g} {r}" for g, r, _, _ in runs) + " |")
-    print("| ---: |" + " ---: |" * len(runs))
+    top = 0 if args.no_epochs else max(max(e, default=0) for _, _, e, _ in runs)
+    if top:
+        print("| epoch | " + " | ".join(f"{g} {r}" for g, r, _, _ in runs) + " |")
+        print("| ---: |" + " ---: |" * len(runs))
     for epoch in range(1, top + 1):
         cells = []
         for _, _, epochs, _ in runs:
@@ -73,7 +79,8 @@ def main() -> None:
             loss, acc = epochs[epoch]
             cells.append(f"{loss:.3f}" + (f" / {acc:.1f}" if args.acc else ""))
         print(f"| {epoch} | " + " | ".join(cells) + " |")
-    print()
+    if top:
+        print()
     print("| group | runs | epoch | " + " | ".join(GROUPS) + " |")
     print("| --- | ---: | ---: |" + " ---: |" * len(GROUPS))
     for name in dict.fromkeys(g for g, _, _, _ in runs):
