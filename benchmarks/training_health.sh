@@ -58,7 +58,10 @@ fit(cfg, '$data', '$root/before-la-s$seed', stop_after=5)"
       train abl-fanout --set loss.method=la --set model.conv_init=kaiming-fan-out
       train abl-shortcutB --set loss.method=la --set model.shortcut=B
       train abl-convtorch --set loss.method=la --set model.conv_init=torch
-      train abl-cutoutmean --set loss.method=la --set data.cutout_fill=mean ;;
+      train abl-cutoutmean --set loss.method=la --set data.cutout_fill=mean
+      for seed in 1 2; do  # the one that looked better, over two more seeds
+        train "abl-shortcutB-s$seed" --set loss.method=la --set model.shortcut=B --set train.seed=$seed
+      done ;;
     table)
       runs() { local out=""; for s in 0 1 2; do out="$out,$root/$1$s$2"; done; echo "${out#,}"; }
       python "$here/health_table.py" --acc "before=$(runs before-la-s)" \
@@ -68,7 +71,9 @@ fit(cfg, '$data', '$root/before-la-s$seed', stop_after=5)"
         "reference=$root/ref-bcl-s0.jsonl"
       python "$here/health_table.py" "after=$root/after-la-s0" "fan-out=$root/abl-fanout" \
         "shortcut-B=$root/abl-shortcutB" "conv-torch=$root/abl-convtorch" \
-        "cutout-mean=$root/abl-cutoutmean" ;;
+        "cutout-mean=$root/abl-cutoutmean"
+      python "$here/health_table.py" --no-epochs "after=$(runs after-la-s)" \
+        "shortcut-B=$root/abl-shortcutB,$root/abl-shortcutB-s1,$root/abl-shortcutB-s2" ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
   esac
 done
