@@ -9,13 +9,13 @@
 #
 # DATA_DIR is the ImageFolder tree (train/, test/) that
 # ../shared/tools/cifar10_jpeg_to_batches.py writes as cifar10-jpeg/. PARTs (default all):
-# before, after, reference, bcl, ablation, table. "before" checks out 0.2.0 (commit
+# before, after, reference, bcl, ablation, diagnostics, table. "before" checks out 0.2.0 (commit
 # 9286e57) into OUT_ROOT/balcon-0.2.0 and runs the first 5 of its 15 epochs per seed.
 set -eu
 data=$(realpath "$1")
 root=$2
 shift 2
-parts=${*:-before after reference bcl ablation table}
+parts=${*:-before after reference bcl ablation diagnostics table}
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$root"
 train() {  # train NAME ARGS...: balcon's 15-epoch run of the cifar10-lt-r100 recipe
@@ -62,6 +62,11 @@ fit(cfg, '$data', '$root/before-la-s$seed', stop_after=5)"
       for seed in 1 2; do  # the one that looked better, over two more seeds
         train "abl-shortcutB-s$seed" --set loss.method=la --set model.shortcut=B --set train.seed=$seed
       done ;;
+    diagnostics)  # per-epoch weight norms and feature alignment: 0.2 + unit init, and 0.3
+      [ -d "$root/balcon-0.2.0" ] || git -C "$here/.." worktree add "$root/balcon-0.2.0" 9286e57
+      PYTHONPATH="$root/balcon-0.2.0/src" python "$here/training_diagnostics.py" "$data" \
+        "$root/diag-unit02" --unit-init > "$root/diag-unit02.out"
+      python "$here/training_diagnostics.py" "$data" "$root/diag-cur" > "$root/diag-cur.out" ;;
     table)
       runs() { local out=""; for s in 0 1 2; do out="$out,$root/$1$s$2"; done; echo "${out#,}"; }
       python "$here/health_table.py" --acc "before=$(runs before-la-s)" \
