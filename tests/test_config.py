@@ -93,6 +93,9 @@ def test_cifar_presets_follow_recipes(name: str):
     assert cfg.data.std == [0.2023, 0.1994, 0.2010]
     assert cfg.data.sim_crop_scale == [0.08, 1.0] and cfg.data.sim_blur_prob == 0.0
     assert cfg.model.encoder == "resnet32"
+    # the published architecture: LDAM-DRW's ResNet-32, Cutout before normalising
+    assert (cfg.model.shortcut, cfg.model.conv_init, cfg.data.cutout_fill) == \
+        ("A", "kaiming", "black")
     assert (cfg.model.classifier, cfg.model.cosine_scale) == ("cosine", 30.0)
     assert (cfg.model.head_hidden, cfg.model.head_dim) == (512, 128)
     assert cfg.loss.method == "bcl"
