@@ -23,6 +23,7 @@ from balcon.data import (
     load_image_sets,
     make_eval_dataset,
     make_train_dataset,
+    strong_view,
     train_views,
 )
 
@@ -356,3 +357,18 @@ def test_imagenet_loader_same_with_workers():
         assert torch.equal(labels_a, labels_b)
         for a, b in zip(views_a, views_b, strict=True):
             assert a.shape == (3, 3, 64, 64) and torch.equal(a, b)
+
+
+def test_strong_view_cutout_fill_orders_cutout_and_normalize():
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    black = [type(t).__name__ for t in strong_view(32, mean, std).transforms]
+    assert black[-2:] == ["Cutout", "Normalize"]  # published: the hole is black
+    after = strong_view(32, mean, std, cutout_fill="mean").transforms
+    assert [type(t).__name__ for t in after][-2:] == ["Normalize", "Cutout"]
+    # cut after normalising, the hole is 0: the mean colour
+    torch.manual_seed(0)
+    img = torch.ones(3, 32, 32)
+    out = after[-1](after[-2](img))
+    assert (out == 0).any() and out.max() == pytest.approx((1 - 0.5) / 0.25)
+    with pytest.raises(ValueError, match="cutout_fill"):
+        strong_view(32, mean, std, cutout_fill="white")

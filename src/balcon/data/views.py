@@ -17,6 +17,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision import transforms as T
 
+from balcon.config.sections import CUTOUT_FILLS
+
 __all__ = ["Cutout", "FitSize", "sim_view", "strong_view", "test_view"]
 
 
@@ -76,8 +78,8 @@ def strong_view(
     ``cutout_fill`` ``black`` cuts before normalising (the published order: the hole is
     black); ``mean`` cuts after (the hole is 0 after normalising: the mean colour).
     """
-    if cutout_fill not in ("black", "mean"):
-        raise ValueError(f"cutout_fill must be 'black' or 'mean', got {cutout_fill!r}")
+    if cutout_fill not in CUTOUT_FILLS:
+        raise ValueError(f"cutout_fill must be one of {CUTOUT_FILLS}, got {cutout_fill!r}")
     steps: list[Callable] = [FitSize(size), T.RandomCrop(size, padding=4)]
     if hflip:
         steps.append(T.RandomHorizontalFlip())
