@@ -1,12 +1,13 @@
 """Benchmark balcon's vectorised BCL loss against the official formulation.
 
 What it compares: ``balcon.losses.BalancedContrastiveLoss`` (class-averaging and
-class-complement on) against ``official_bcl_loss`` below, a baseline written for this
-script from the way the official code (``FlamieZhu/BCL``, ``loss/contrastive.py``,
-``BalSCL``) computes the same loss: a dense one-hot ``eye(C)[targets]`` for the class
-counts, dense (2B, 2B + C) masks, and per-column weights built by a Python loop over all
-2B + C targets (one indexing op and one ``.item()`` each, so a device-to-host sync per
-element on a GPU). Both run on the same inputs in the same process.
+class-complement on) against ``official_bcl_loss`` (from ``reference_trainer.py``), a
+baseline written from the way the official code (``FlamieZhu/BCL``,
+``loss/contrastive.py``, ``BalSCL``) computes the same loss: a dense one-hot
+``eye(C)[targets]`` for the class counts, dense (2B, 2B + C) masks, and per-column
+weights built by a Python loop over all 2B + C targets (one indexing op and one
+``.item()`` each, so a device-to-host sync per element on a GPU). Both run on the same
+inputs in the same process.
 
 Inputs: ``features`` (B, 2, D) with each view L2-normalised, ``centers`` (C, D)
 L2-normalised, both requiring grad; labels uniform at random over the C classes;

@@ -43,7 +43,8 @@ def _unknown(name: str, why: str = "is unknown") -> BalconError:
 
 
 def _cifar_resnet_depth(name: str) -> int | None:
-    """Depth of the CIFAR ResNet ``name`` names, None when it names another encoder."""
+    """Depth of the CIFAR ResNet ``name`` names (torchvision's names excluded by the
+    caller), None when it names none."""
     match = re.fullmatch(r"cifar_resnet(\d+)", name)
     if match:
         depth = _cifar_depth(match.group(1))
@@ -51,12 +52,11 @@ def _cifar_resnet_depth(name: str) -> int | None:
             raise _unknown(name, "is not a CIFAR ResNet depth (6n + 2, n >= 1)")
         return depth
     match = re.fullmatch(r"resnet(\d+)", name)
-    if match and name not in torchvision_resnet_names():
-        return _cifar_depth(match.group(1))
-    return None
+    return _cifar_depth(match.group(1)) if match else None
 
 
-def build_encoder(name: str, shortcut: str = "A", conv_init: str = "kaiming") -> nn.Module:
+def build_encoder(name: str, shortcut: str = ModelConfig.shortcut,
+                  conv_init: str = ModelConfig.conv_init) -> nn.Module:
     """A feature encoder by name, without pretrained weights; it has ``num_features``.
 
     ``shortcut`` and ``conv_init`` shape the CIFAR ResNets (see :class:`CifarResNet`);
@@ -76,17 +76,19 @@ def build_encoder(name: str, shortcut: str = "A", conv_init: str = "kaiming") ->
 
     Anything else is a :class:`~balcon.errors.BalconError` listing these forms.
     """
-    depth = _cifar_resnet_depth(name)
+    torchvision_name = name in torchvision_resnet_names()
+    depth = None if torchvision_name else _cifar_resnet_depth(name)
     if depth is not None:
         return resnet_cifar(depth, shortcut=shortcut, conv_init=conv_init)
-    if name not in torchvision_resnet_names() and not name.startswith("timm:"):
+    if not torchvision_name and not name.startswith("timm:"):
         raise _unknown(name)
-    if (shortcut, conv_init) != ("A", "kaiming"):
+    defaults = (ModelConfig.shortcut, ModelConfig.conv_init)
+    if (shortcut, conv_init) != defaults:
         raise BalconError(
             f"model.shortcut and model.conv_init shape the CIFAR ResNets only; model.encoder "
-            f"{name!r} has its own: leave them at A and kaiming"
+            f"{name!r} has its own: leave them at {defaults[0]} and {defaults[1]}"
         )
-    if name in torchvision_resnet_names():
+    if torchvision_name:
         return torchvision_resnet(name)
     if name.startswith("timm:"):
         import timm
