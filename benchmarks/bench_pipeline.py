@@ -109,7 +109,7 @@ def make_dataset(root: Path, pipeline: str) -> MultiViewDataset:
         return MultiViewDataset(images, [decoded_size], seed=SEED)
     data = DataConfig(dataset="imagefolder", view_style="imagenet", view_strategy=pipeline,
                       image_size=224, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
-    return make_train_dataset(images, data, contrastive=True, seed=SEED)
+    return make_train_dataset(images, data, views=3, seed=SEED)
 
 
 def check_batch(batch: tuple[list[torch.Tensor], torch.Tensor], pipeline: str) -> None:

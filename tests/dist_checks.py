@@ -7,9 +7,11 @@ with single-process computations of the same inputs.
 1. Loss: a batch of BCL features is split over the ranks; each rank gathers the global
    batch (with gradients) and computes the loss; we keep the loss, the gradient with
    respect to its own features and to the prototypes.
-2. DDP: a tiny model without BatchNorm trained one step on half a batch per rank with
-   balcon's objective (LA on local logits + BCL on the gathered projections); we keep
-   the parameter gradients after DDP's averaging.
+2. DDP, every method of the table: a BCLModel without BatchNorm, wrapped as ``fit``
+   wraps it (``ddp_wrap``), takes two ``train_step``s (lr 0) on half a batch per rank;
+   we keep the parameter gradients of the second step after DDP's averaging. (A
+   method whose forward leaves a parameter without gradient while DDP does not look
+   for unused parameters fails at the second step.)
 3. Evaluation: balcon's sharded ``predict`` over a 7-image set (odd, so the sampler pads).
 4. BatchNorm: after a DDP step on different data per rank, each rank's running statistics
    differ; ``broadcast_buffers`` makes them rank 0's (what evaluation and checkpoints use).
@@ -30,8 +32,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from balcon.config import DataConfig, LossConfig
 from balcon.data import ImageSet
+from balcon.engine.device import make_grad_scaler
 from balcon.engine.distributed import (
     broadcast_buffers,
+    ddp_wrap,
     gather,
     gather_with_grad,
     init_distributed,
@@ -39,9 +43,12 @@ from balcon.engine.distributed import (
     shutdown,
 )
 from balcon.engine.evaluate import eval_loader
-from balcon.engine.steps import make_objective, objective_loss, predict
+from balcon.engine.objective import make_objective
+from balcon.engine.steps import predict, train_step
 from balcon.errors import BalconError
 from balcon.losses import BalancedContrastiveLoss
+from balcon.methods import METHODS, get_method
+from balcon.models import BCLModel
 
 BATCH, DIM, CLASSES = 8, 6, 5
 
@@ -55,22 +62,15 @@ def loss_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return features, labels, prototypes
 
 
-class TinyBCL(nn.Module):
-    """Linear encoder, cosine-free linear classifier, linear heads: no BatchNorm."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoder = nn.Linear(12, 10)
-        self.classifier = nn.Linear(10, CLASSES)
-        self.projection_head = nn.Linear(10, DIM)
-        self.prototype_head = nn.Linear(10, DIM)
-
-    def forward(self, x: torch.Tensor, heads: bool = True):
-        feats = torch.tanh(self.encoder(x))
-        logits = self.classifier(feats)
-        projections = F.normalize(self.projection_head(feats), dim=1)
-        prototypes = F.normalize(self.prototype_head(self.classifier.weight), dim=1)
-        return projections, logits, prototypes
+def tiny_model() -> BCLModel:
+    """A BCLModel with a linear encoder, classifier and heads: no BatchNorm, so the
+    2-process gradients can equal the 1-process ones."""
+    torch.manual_seed(0)
+    model = BCLModel(nn.Sequential(nn.Linear(12, 10), nn.Tanh()), CLASSES, feature_dim=10,
+                     classifier="linear")
+    model.projection_head = nn.Linear(10, DIM)
+    model.prototype_head = nn.Linear(10, DIM)
+    return model
 
 
 def ddp_inputs() -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,14 +79,17 @@ def ddp_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(3, BATCH, 12, generator=gen), torch.tensor([0, 1, 1, 2, 0, 3, 4, 0])
 
 
-def ddp_step(model: nn.Module, views: torch.Tensor, labels: torch.Tensor) -> None:
-    """One forward/backward of balcon's BCL objective (views stacked along the batch)."""
-    objective = make_objective(LossConfig(), [5, 4, 3, 2, 1])
-    batch = labels.shape[0]
-    projections, logits, prototypes = model(views.reshape(-1, views.shape[-1]))
-    loss, _, _ = objective_loss(objective, logits[:batch], labels, projections[batch:],
-                                prototypes)
-    loss.backward()
+def method_grads(model: nn.Module, views: torch.Tensor, labels: torch.Tensor,
+                 method: str) -> dict[str, torch.Tensor | None]:
+    """Parameter gradients of the second of two ``train_step``s of ``method`` (lr 0)."""
+    objective = make_objective(LossConfig(method=method), [5, 4, 3, 2, 1])
+    images = views[:get_method(method).views].reshape(-1, views.shape[-1])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    for _ in range(2):
+        train_step(model, images, labels, objective, optimizer,
+                   make_grad_scaler(torch.device("cpu"), "off"), "off")
+    inner = getattr(model, "module", model)
+    return {k: p.grad for k, p in inner.named_parameters()}
 
 
 def eval_images() -> ImageSet:
@@ -123,11 +126,12 @@ def main(out_dir: Path) -> None:
     loss.backward()
     result.update(loss=loss.detach(), feature_grad=local.grad, prototype_grad=protos.grad)
 
-    torch.manual_seed(0)
-    model = DistributedDataParallel(TinyBCL())
     views, ddp_labels = ddp_inputs()
-    ddp_step(model, views[:, mine], ddp_labels[mine])
-    result["param_grads"] = {k: p.grad for k, p in model.module.named_parameters()}
+    result["param_grads"] = {
+        name: method_grads(ddp_wrap(tiny_model(), device, method), views[:, mine],
+                           ddp_labels[mine], name)
+        for name, method in METHODS.items()
+    }
 
     images = eval_images()
     logits, eval_labels = predict(TinyClassifier(), eval_loader(images, DataConfig(

@@ -22,11 +22,15 @@ def run_error(capsys, args: list[str]) -> str:
 
 def test_presets_list_and_show(capsys):
     assert main(["presets"]) == 0
-    listed = capsys.readouterr().out.split()
-    assert "cifar100-lt-r100-400ep" in listed and "inat18-resnet50" in listed
+    lines = capsys.readouterr().out.splitlines()
+    listed = {line.split()[0]: line.split()[1:] for line in lines}
     assert len(listed) == 18
+    assert listed["cifar100-lt-r100-400ep"] == ["base:", "cifar100-lt-r100"]
+    assert listed["cifar10-lt-r100"] == ["(root)"]
     assert main(["presets", "show", "cifar10-lt-r50"]) == 0
-    assert "imbalance: 50.0" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "imbalance: 50.0" in shown and "lr: 0.15" in shown  # the parent's field too
+    assert "# Resolved: cifar10-lt-r50 <- cifar10-lt-r100 <- balcon's defaults" in shown
 
 
 def test_unknown_preset(capsys):

@@ -175,7 +175,7 @@ def test_image_modes_train_and_eval_views(tmp_path):
     Image.new("L", (20, 24), 77).save(tmp_path / "g.png")
     Image.new("RGBA", (32, 32), (1, 2, 3, 4)).save(tmp_path / "a.png")
     images = path_set(tmp_path / "g.png", tmp_path / "a.png")
-    train = make_train_dataset(images, DataConfig(), contrastive=True, seed=0)
+    train = make_train_dataset(images, DataConfig(), views=3, seed=0)
     evals = make_eval_dataset(images, DataConfig())
     for i in range(2):
         views, _ = train[(0, i)]

@@ -41,7 +41,7 @@ def random_images(n: int = 4, height: int = 32, width: int = 32, seed: int = 0) 
 
 def test_contrastive_train_views():
     images = random_images()
-    ds = make_train_dataset(images, DataConfig(), contrastive=True, seed=0)
+    ds = make_train_dataset(images, DataConfig(), views=3, seed=0)
     views, label = ds[(0, 3)]
     assert label == 1 and isinstance(label, int)
     assert len(views) == 3
@@ -55,22 +55,22 @@ def test_contrastive_train_views():
 
 def test_train_views_deterministic_per_key():
     images = random_images()
-    ds = make_train_dataset(images, DataConfig(), contrastive=True, seed=0)
+    ds = make_train_dataset(images, DataConfig(), views=3, seed=0)
     first, _ = ds[(2, 1)]
     torch.manual_seed(999)  # the global generators do not matter
     random.seed(999)
     again, _ = ds[(2, 1)]
-    fresh, _ = make_train_dataset(images, DataConfig(), contrastive=True, seed=0)[(2, 1)]
+    fresh, _ = make_train_dataset(images, DataConfig(), views=3, seed=0)[(2, 1)]
     for a, b, c in zip(first, again, fresh, strict=True):
         assert torch.equal(a, b) and torch.equal(a, c)
     other_epoch, _ = ds[(3, 1)]
-    other_seed, _ = make_train_dataset(images, DataConfig(), contrastive=True, seed=1)[(2, 1)]
+    other_seed, _ = make_train_dataset(images, DataConfig(), views=3, seed=1)[(2, 1)]
     for a, b, c in zip(first, other_epoch, other_seed, strict=True):
         assert not torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_train_views_leave_global_rng_alone():
-    ds = make_train_dataset(random_images(), DataConfig(), contrastive=True, seed=0)
+    ds = make_train_dataset(random_images(), DataConfig(), views=3, seed=0)
     torch_state, py_state = torch.get_rng_state(), random.getstate()
     ds[(0, 0)]
     assert torch.equal(torch.get_rng_state(), torch_state)
@@ -78,7 +78,7 @@ def test_train_views_leave_global_rng_alone():
 
 
 def test_single_view_without_contrastive():
-    ds = make_train_dataset(random_images(), DataConfig(), contrastive=False, seed=0)
+    ds = make_train_dataset(random_images(), DataConfig(), views=1, seed=0)
     views, label = ds[(0, 0)]
     assert len(views) == 1 and views[0].shape == (3, 32, 32) and label == 0
 
@@ -87,7 +87,7 @@ def test_views_fit_other_sizes():
     data = DataConfig()
     for height, width in ((40, 48), (20, 16)):
         images = random_images(2, height, width)
-        views, _ = make_train_dataset(images, data, contrastive=True, seed=0)[(0, 0)]
+        views, _ = make_train_dataset(images, data, views=3, seed=0)[(0, 0)]
         assert [tuple(v.shape) for v in views] == [(3, 32, 32)] * 3
         x, _ = make_eval_dataset(images, data)[1]
         assert x.shape == (3, 32, 32)
@@ -149,7 +149,7 @@ def test_epoch_sampler():
 
 def test_loader_with_epoch_sampler():
     images = random_images(6)
-    ds = make_train_dataset(images, DataConfig(), contrastive=True, seed=0)
+    ds = make_train_dataset(images, DataConfig(), views=3, seed=0)
     sampler = EpochSampler(len(ds), seed=0)
     sampler.set_epoch(2)
     views, labels = next(iter(DataLoader(ds, batch_size=4, sampler=sampler)))
@@ -164,7 +164,7 @@ def test_long_tailed_cifar_feeds_views(cifar10_root):
     """A loaded long-tailed CIFAR set goes through the views with its labels."""
     train = load_image_sets(DataConfig(imbalance=100), cifar10_root).train
     assert Counter(train.labels.tolist())[9] == 1
-    views, label = make_train_dataset(train, DataConfig(), True, seed=0)[(0, len(train) - 1)]
+    views, label = make_train_dataset(train, DataConfig(), 3, seed=0)[(0, len(train) - 1)]
     assert label == 9 and len(views) == 3
 
 
@@ -214,11 +214,11 @@ def randaugment_of(view: T.Compose) -> RandAugment:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_imagenet_views_shapes(strategy):
     data = imagenet_config(strategy)
-    views, label = make_train_dataset(wide_images(), data, contrastive=True, seed=0)[(0, 3)]
+    views, label = make_train_dataset(wide_images(), data, views=3, seed=0)[(0, 3)]
     assert label == 1 and len(views) == 3
     for v in views:
         assert v.dtype == torch.float32 and v.shape == (3, 64, 64)
-    single, _ = make_train_dataset(wide_images(), data, contrastive=False, seed=0)[(0, 3)]
+    single, _ = make_train_dataset(wide_images(), data, views=1, seed=0)[(0, 3)]
     assert len(single) == 1 and single[0].shape == (3, 64, 64)
     x, _ = make_eval_dataset(wide_images(), data)[0]
     assert x.dtype == torch.float32 and x.shape == (3, 64, 64)
@@ -226,13 +226,13 @@ def test_imagenet_views_shapes(strategy):
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_imagenet_strategy_builds_view_kinds(strategy):
-    views = train_views(imagenet_config(strategy), contrastive=True)
+    views = train_views(imagenet_config(strategy), views=3)
     assert [view_kind(v) for v in views] == ["rand", *EXPECTED_PAIRS[strategy]]
-    assert [view_kind(v) for v in train_views(imagenet_config(strategy), False)] == ["rand"]
+    assert [view_kind(v) for v in train_views(imagenet_config(strategy), 1)] == ["rand"]
 
 
 def test_imagenet_view_steps():
-    rand, sim, _ = train_views(imagenet_config("sim-rand"), contrastive=True)
+    rand, sim, _ = train_views(imagenet_config("sim-rand"), views=3)
     crop = rand.transforms[0]
     assert crop.size == (64, 64) and crop.scale == (0.08, 1.0)
     jitter = rand.transforms[2]  # always applied, no hue
@@ -242,21 +242,21 @@ def test_imagenet_view_steps():
     assert apply.p == 0.8 and apply.transforms[0].hue == (-0.1, 0.1)
     assert sim.transforms[3].p == 0.2 and sim.transforms[0].scale == (0.08, 1.0)
     assert list(sim.transforms[-1].mean) == [0.485, 0.456, 0.406]
-    no_flip = train_views(DataConfig(view_style="imagenet", hflip=False), contrastive=True)
+    no_flip = train_views(DataConfig(view_style="imagenet", hflip=False), views=3)
     assert not any(isinstance(t, T.RandomHorizontalFlip) for v in no_flip for t in v.transforms)
 
 
 def test_rand_view_randaugment_config():
     data = imagenet_config("sim-rand")
     fill = (124, 116, 104)  # round(255 * ImageNet mean)
-    for view in (train_views(data, True)[0], train_views(data, True)[1]):  # rand, randstack
+    for view in (train_views(data, 3)[0], train_views(data, 3)[1]):  # rand, randstack
         ra = randaugment_of(view)
         assert ra.num_layers == 2 and ra.choice_weights is None and len(ra.ops) == 15
         for op in ra.ops:
             assert op.magnitude == 10 and op.magnitude_std == 0.5 and op.prob == 0.5
             assert op.hparams["translate_const"] == int(64 * 0.45)
             assert op.kwargs["fillcolor"] == fill
-    ra = randaugment_of(train_views(imagenet_config(size=224), True)[0])
+    ra = randaugment_of(train_views(imagenet_config(size=224), 3)[0])
     assert ra.ops[0].hparams["translate_const"] == 100
     other = imagenet_randaugment("rand-n3-m7", 224, [0.5, 0.5, 0.5])
     assert other.num_layers == 3 and other.ops[0].magnitude == 7
@@ -280,8 +280,8 @@ def test_rand_view_applies_randaugment():
     """Dropping RandAugment from view 1 changes its output (same seeds otherwise)."""
     images = wide_images()
     data = imagenet_config()
-    ds = make_train_dataset(images, data, contrastive=False, seed=0)
-    plain = make_train_dataset(images, data, contrastive=False, seed=0)
+    ds = make_train_dataset(images, data, views=1, seed=0)
+    plain = make_train_dataset(images, data, views=1, seed=0)
     steps = plain.views[0].transforms
     plain.views[0] = T.Compose([t for t in steps if not isinstance(t, RandAugment)])
     keys = [(e, i) for e in range(2) for i in range(4)]
@@ -293,7 +293,7 @@ def test_rand_view_applies_randaugment():
 def test_imagenet_views_deterministic_per_key(strategy):
     images = wide_images()
     data = imagenet_config(strategy)
-    ds = make_train_dataset(images, data, contrastive=True, seed=0)
+    ds = make_train_dataset(images, data, views=3, seed=0)
     np.random.seed(1)
     first, _ = ds[(2, 1)]
     for _ in range(3):  # the global generators do not matter
@@ -304,10 +304,10 @@ def test_imagenet_views_deterministic_per_key(strategy):
         for a, b in zip(first, again, strict=True):
             assert torch.equal(a, b)
         ds[(0, 0)]
-    fresh, _ = make_train_dataset(images, data, contrastive=True, seed=0)[(2, 1)]
+    fresh, _ = make_train_dataset(images, data, views=3, seed=0)[(2, 1)]
     other_epoch, _ = ds[(3, 1)]
     other_index, _ = ds[(2, 2)]
-    other_seed, _ = make_train_dataset(images, data, contrastive=True, seed=1)[(2, 1)]
+    other_seed, _ = make_train_dataset(images, data, views=3, seed=1)[(2, 1)]
     for a, b in zip(first, fresh, strict=True):
         assert torch.equal(a, b)
     for other in (other_epoch, other_index, other_seed):
@@ -316,7 +316,7 @@ def test_imagenet_views_deterministic_per_key(strategy):
 
 
 def test_imagenet_views_leave_global_rng_alone():
-    ds = make_train_dataset(wide_images(), imagenet_config("rand-rand"), True, seed=0)
+    ds = make_train_dataset(wide_images(), imagenet_config("rand-rand"), 3, seed=0)
     torch_state, py_state = torch.get_rng_state(), random.getstate()
     np_state = np.random.get_state()
     ds[(0, 0)]
@@ -345,7 +345,7 @@ def test_imagenet_test_view_resizes_and_centre_crops():
 
 def test_imagenet_loader_same_with_workers():
     images = wide_images(6)
-    ds = make_train_dataset(images, imagenet_config("sim-rand"), contrastive=True, seed=0)
+    ds = make_train_dataset(images, imagenet_config("sim-rand"), views=3, seed=0)
     batches = []
     for workers in (0, 2):
         sampler = EpochSampler(len(ds), seed=0)

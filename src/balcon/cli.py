@@ -14,14 +14,17 @@ from pathlib import Path
 
 from balcon import __version__
 from balcon.config import (
-    METHODS,
     Config,
     apply_overrides,
     compress_schedule,
+    list_presets,
     load_config_file,
+    load_preset,
+    preset_base,
+    preset_yaml,
 )
 from balcon.errors import BalconError, RankError, one_line
-from balcon.presets import list_presets, load_preset, preset_yaml
+from balcon.methods import METHODS
 
 __all__ = ["main"]
 
@@ -36,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"balcon {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    pr = sub.add_parser("presets", help="list the presets, or show one as YAML")
+    pr = sub.add_parser("presets", help="list the presets (and their parents), or show one "
+                        "as fully resolved YAML")
     pr.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     pr.add_argument("name", nargs="?", help="preset to show")
 
@@ -45,10 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Train a model. On several GPUs or nodes, start the same command "
         "under torchrun: torchrun --nproc_per_node N -m balcon train ... "
         "(train.batch_size is the global batch).",
+        epilog="methods (--set loss.method=NAME): " + _methods_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = tr.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="a preset name (see `balcon presets`)")
-    src.add_argument("--config", help="a YAML config file (a preset's YAML, edited)")
+    src.add_argument("--config", help="a YAML config file (base: a preset, then the fields "
+                     "that differ)")
     src.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     tr.add_argument("--data-dir", help="folder holding cifar-10-batches-py / cifar-100-python, "
                     "an ImageFolder tree with train/ (and val/, test/), or the images "
@@ -81,11 +88,19 @@ def _parser() -> argparse.ArgumentParser:
     _common(pd)
 
     de = sub.add_parser("demo", help="train on long-tailed bundled digits (no download)")
-    de.add_argument("--method", default="bcl", choices=METHODS, help="method (default bcl)")
+    de.add_argument("--method", default="bcl", choices=list(METHODS),
+                    help="method (default bcl): " + ", ".join(METHODS))
     de.add_argument("--out", help="run directory (default runs/demo-<method>-<timestamp>)")
     de.add_argument("--epochs", type=int, help="epochs (compressed schedule)")
     _common(de)
     return p
+
+
+def _methods_help() -> str:
+    """One line per method of the table: name, summary, objective."""
+    width = max(map(len, METHODS))
+    return "".join(f"\n  {m.name:<{width}}  {m.summary}\n  {'':<{width}}  loss = {m.formula()}"
+                   for m in METHODS.values())
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -107,8 +122,11 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             raise BalconError("balcon presets show NAME: give a preset name")
         print(preset_yaml(args.name), end="")
         return 0
-    for name in list_presets():
-        print(name)
+    names = list_presets()
+    width = max(map(len, names))
+    for name in names:
+        base = preset_base(name)
+        print(f"{name:<{width}}  {'base: ' + base if base else '(root)'}")
     return 0
 
 

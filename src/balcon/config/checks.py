@@ -9,7 +9,6 @@ from balcon.config.sections import (
     CONV_INITS,
     CUTOUT_FILLS,
     DATASETS,
-    METHODS,
     PRECISIONS,
     SHORTCUTS,
     VIEW_STRATEGIES,
@@ -18,6 +17,7 @@ from balcon.config.sections import (
     DataConfig,
 )
 from balcon.errors import BalconError
+from balcon.methods import method_names
 
 __all__ = ["validate"]
 
@@ -101,8 +101,8 @@ def validate(cfg: Config, new_run: bool = True) -> None:
            f"model.classifier must be cosine or linear, got {m.classifier!r}")
     _check(m.cosine_scale > 0, f"model.cosine_scale must be > 0, got {m.cosine_scale}")
     _check(m.head_hidden > 0 and m.head_dim > 0, "model.head_hidden and model.head_dim must be > 0")
-    _check(lo.method in METHODS, f"loss.method must be one of {', '.join(METHODS)}, "
-           f"got {lo.method!r}")
+    _check(lo.method in method_names(), f"loss.method must be one of "
+           f"{', '.join(method_names())}, got {lo.method!r}")
     _check(lo.temperature > 0, f"loss.temperature must be > 0, got {lo.temperature}")
     _check(lo.alpha >= 0 and lo.beta >= 0, "loss.alpha and loss.beta must be >= 0")
     _check(lo.tau >= 0, f"loss.tau must be >= 0, got {lo.tau}")

@@ -7,7 +7,6 @@ import re
 import types
 import typing
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,14 +20,12 @@ __all__ = [
     "compress_schedule",
     "config_from_dict",
     "config_to_yaml",
-    "load_config_file",
 ]
 
 #: A number in scientific notation that YAML 1.1 (PyYAML) leaves a string, such as 1e-4.
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 SECTIONS = {f.name: f.type for f in fields(Config) if f.name != "name"}
-
 
 
 def _section_types(section_cls: type) -> dict[str, Any]:
@@ -165,19 +162,15 @@ def compress_schedule(cfg: Config, epochs: int) -> Config:
     return out
 
 
-def load_config_file(path: str | Path) -> Config:
-    """A :class:`Config` from a user's YAML file."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise BalconError(f"config file {path} does not exist; check the path") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise BalconError(f"config file {path} is not readable YAML ({first}); fix it") from None
-    return config_from_dict(raw or {}, source=str(path))
+class _Dumper(yaml.SafeDumper):
+    """Block-style sections, flow-style lists: ``mean: [0.5, 0.5, 0.5]``."""
+
+
+_Dumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data,
+                                                         flow_style=True))
 
 
 def config_to_yaml(cfg: Config) -> str:
-    """The config as YAML, in section order."""
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
+    """The config as YAML, every field, one per line, in section order."""
+    return yaml.dump(cfg.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False)

@@ -9,7 +9,6 @@ __all__ = [
     "CONV_INITS",
     "CUTOUT_FILLS",
     "DATASETS",
-    "METHODS",
     "PRECISIONS",
     "SHORTCUTS",
     "VIEW_STRATEGIES",
@@ -25,8 +24,6 @@ __all__ = [
 CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
 CIFAR_STD = [0.2023, 0.1994, 0.2010]
 
-#: Training methods: BCL, its ablations and the baselines of the paper's table.
-METHODS = ("bcl", "ce", "la", "supcon", "bcl-no-averaging", "bcl-no-complement")
 DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 PRECISIONS = ("off", "bf16", "fp16")
 #: Augmentation families: CIFAR-LT's 32-px views, or ImageNet-LT / iNaturalist's 224-px views.
@@ -107,7 +104,13 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Training method and the weights of its two losses."""
+    """Training method and the settings of its losses.
+
+    ``method`` is a name of the method table (``balcon.methods``: ``balcon train --help``
+    lists them). ``alpha`` and ``beta`` weigh the classifier and contrastive losses of the
+    methods whose table entry names them; ``tau`` is the logit adjustment's strength and
+    ``temperature`` the contrastive loss's.
+    """
 
     method: str = "bcl"
     temperature: float = 0.1

@@ -125,30 +125,33 @@ def load_image_sets(
     return splits
 
 
-def train_views(data: DataConfig, contrastive: bool) -> list[T.Compose]:
-    """View 1 alone, or view 1 and the two contrastive views for the contrastive methods.
+def train_views(data: DataConfig, views: int) -> list[T.Compose]:
+    """The ``views`` views of a training sample: 1 (view 1) or 3 (view 1 and the
+    contrastive pair), as the run's method (``balcon.methods``) trains on.
 
     ``view_style`` ``cifar``: strong view, then two "sim" views. ``imagenet``: the "rand"
     view, then the pair of ``view_strategy`` (``sim-sim``, ``sim-rand``, ``rand-rand``).
     """
+    if views not in (1, 3):
+        raise ValueError(f"views must be 1 or 3, got {views}")
     if data.view_style == "imagenet":
         return imagenet_train_views(
             data.image_size, data.mean, data.std, data.hflip, data.randaugment,
-            strategy=data.view_strategy if contrastive else None,
+            strategy=data.view_strategy if views == 3 else None,
         )
     args = (data.image_size, data.mean, data.std, data.hflip)
-    views = [strong_view(*args, cutout_fill=data.cutout_fill)]
-    if contrastive:
+    made = [strong_view(*args, cutout_fill=data.cutout_fill)]
+    if views == 3:
         sim = sim_view(*args, crop_scale=data.sim_crop_scale, blur_prob=data.sim_blur_prob)
-        views += [sim, sim]
-    return views
+        made += [sim, sim]
+    return made
 
 
 def make_train_dataset(
-    images: ImageSet, data: DataConfig, contrastive: bool, seed: int
+    images: ImageSet, data: DataConfig, views: int, seed: int
 ) -> MultiViewDataset:
     """Training dataset yielding 1 or 3 views per sample, seeded by (seed, epoch, index)."""
-    return MultiViewDataset(images, train_views(data, contrastive), seed=seed)
+    return MultiViewDataset(images, train_views(data, views), seed=seed)
 
 
 def make_eval_dataset(images: ImageSet, data: DataConfig) -> EvalDataset:

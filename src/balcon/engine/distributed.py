@@ -22,10 +22,12 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from balcon.engine.device import resolve_device
 from balcon.errors import BalconError
+from balcon.methods import Method
 
 __all__ = [
     "DistContext",
@@ -33,6 +35,7 @@ __all__ = [
     "broadcast_buffers",
     "broadcast_object",
     "context_from_env",
+    "ddp_wrap",
     "gather",
     "gather_with_grad",
     "init_distributed",
@@ -228,3 +231,16 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
     if _active():
         for buffer in module.buffers():
             dist.broadcast(buffer, src=0)
+
+
+def ddp_wrap(model: nn.Module, device: torch.device, method: Method) -> nn.Module:
+    """``model`` in DistributedDataParallel, for training with ``method``.
+
+    A method that skips a model part (``Method.parts``) leaves that part's parameters
+    without gradients, so DDP must look for unused parameters (a little slower);
+    a method that uses every part lets it skip that search.
+    """
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=not method.all_parts_used,
+    )

@@ -1,57 +1,25 @@
-"""One epoch of training and one pass of prediction: the hot path."""
+"""One epoch of training and one pass of prediction: the hot path.
+
+``train_step`` is one optimisation step; ``EpochMeter`` keeps the time, the progress
+bar and the metric sums beside it; ``train_one_epoch`` runs the two over a loader.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from balcon.config import LossConfig
 from balcon.engine.device import autocast
-from balcon.engine.distributed import DistContext, all_reduce_sum, gather, gather_with_grad
-from balcon.losses import BalancedContrastiveLoss, LogitAdjustedLoss
+from balcon.engine.distributed import DistContext, all_reduce_sum, gather
+from balcon.engine.objective import Objective, objective_loss
 
-__all__ = ["Objective", "make_objective", "predict", "train_one_epoch"]
-
-
-@dataclass
-class Objective:
-    """``alpha * classifier loss + beta * contrastive loss`` (the latter optional)."""
-
-    classifier_loss: LogitAdjustedLoss
-    contrastive_loss: BalancedContrastiveLoss | None
-    alpha: float
-    beta: float
-
-    @property
-    def contrastive(self) -> bool:
-        """Whether the method trains the contrastive branch (three views per sample)."""
-        return self.contrastive_loss is not None
-
-
-def make_objective(loss: LossConfig, class_counts: list[int]) -> Objective:
-    """The losses of ``loss.method``.
-
-    ``bcl``: LA + BCL. ``bcl-no-averaging`` / ``bcl-no-complement``: BCL without one
-    of its two parts. ``supcon``: LA + SupCon. ``la``: LA alone. ``ce``: plain CE.
-    """
-    method = loss.method
-    tau = 0.0 if method == "ce" else loss.tau
-    classifier = LogitAdjustedLoss(class_counts, tau=tau)
-    if method in ("ce", "la"):
-        return Objective(classifier, None, 1.0, 0.0)
-    contrastive = BalancedContrastiveLoss(
-        loss.temperature,
-        class_averaging=method in ("bcl", "bcl-no-complement"),
-        class_complement=method in ("bcl", "bcl-no-averaging"),
-    )
-    return Objective(classifier, contrastive, loss.alpha, loss.beta)
+__all__ = ["EpochMeter", "predict", "train_one_epoch", "train_step"]
 
 
 def _progress(loader: DataLoader, desc: str, show: bool = True) -> tqdm:
@@ -59,25 +27,84 @@ def _progress(loader: DataLoader, desc: str, show: bool = True) -> tqdm:
                 disable=not (show and sys.stderr.isatty()))
 
 
-def objective_loss(
-    objective: Objective, logits: Tensor, labels: Tensor,
-    projections: Tensor | None = None, prototypes: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(total, classifier, contrastive)`` losses of one batch (this rank's part of it).
+class EpochMeter:
+    """Timing, the progress bar and the metric sums of one training epoch.
 
-    ``logits`` (B, C) are view 1's; ``projections`` (2B, D) stack views 2 and 3. In a
-    multi-process run the contrastive loss sees the global batch: every rank's
-    projections and labels are gathered (the former with gradients) first.
+    ``batches()`` yields the loader's batches and times the wait for each; ``add``
+    sums one step's losses and correct predictions on the device (no host sync);
+    ``result()`` reduces the sums over all processes.
     """
-    loss_cls = objective.classifier_loss(logits, labels)
-    if objective.contrastive_loss is None or projections is None or prototypes is None:
-        return loss_cls, loss_cls, torch.zeros((), device=logits.device)
+
+    def __init__(self, loader: DataLoader, desc: str, device: torch.device,
+                 ctx: DistContext) -> None:
+        self.loader, self.device, self.ctx = loader, device, ctx
+        self.sums = torch.zeros(5, device=device)  # loss, cls loss, con loss, correct, images
+        self.waited = 0.0  # seconds spent waiting for the data loader
+        self.start = time.perf_counter()
+        self.bar = _progress(loader, desc, show=ctx.is_main)
+
+    def batches(self) -> Iterator[tuple[int, tuple[list[Tensor], Tensor]]]:
+        """``(step, (views, labels))`` for each batch of the epoch."""
+        batches = iter(self.bar)
+        for step in range(len(self.loader)):
+            tick = time.perf_counter()
+            batch = next(batches)
+            self.waited += time.perf_counter() - tick
+            yield step, batch
+
+    @torch.no_grad()
+    def add(self, step: int, losses: tuple[Tensor, Tensor, Tensor], correct: Tensor,
+            batch: int) -> None:
+        """Count one step: its (total, classifier, contrastive) losses and correct count."""
+        loss, loss_cls, loss_con = (x.detach() * batch for x in losses)
+        self.sums += torch.stack([loss, loss_cls, loss_con, correct.float(),
+                                  torch.tensor(float(batch), device=self.device)])
+        if not self.bar.disable and (step % 10 == 0 or step == len(self.loader) - 1):
+            s = self.sums.tolist()
+            rate = s[4] * self.ctx.world_size / (time.perf_counter() - self.start)
+            self.bar.set_postfix(loss=f"{s[0] / s[4]:.3f}", acc=f"{100 * s[3] / s[4]:.1f}",
+                                 img_s=f"{rate:.0f}")
+
+    def result(self, contrastive: bool) -> dict[str, float | None]:
+        """Mean losses and accuracy over every process's images, and the speed."""
+        self.bar.close()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - self.start
+        all_reduce_sum(self.sums)
+        seen = max(self.sums[4].item(), 1.0)
+        loss, loss_cls, loss_con, correct = (v / seen for v in self.sums[:4].tolist())
+        return {
+            "loss": loss,
+            "loss_cls": loss_cls,
+            "loss_con": loss_con if contrastive else None,
+            "train_acc": 100.0 * correct,
+            "images_per_s": seen / elapsed,
+            "train_seconds": elapsed,
+            "data_wait_share": self.waited / elapsed,
+        }
+
+
+def train_step(
+    model: nn.Module, images: Tensor, labels: Tensor, objective: Objective,
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, precision: str,
+) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """One optimisation step on ``images`` (the views stacked along the batch).
+
+    Returns the (total, classifier, contrastive) losses and how many view-1 images
+    the classifier got right.
+    """
     batch = labels.shape[0]
-    pairs = torch.stack(projections.float().split(batch), dim=1)
-    loss_con = objective.contrastive_loss(
-        features=gather_with_grad(pairs), labels=gather(labels), prototypes=prototypes.float()
-    )
-    return objective.alpha * loss_cls + objective.beta * loss_con, loss_cls, loss_con
+    with autocast(images.device, precision):
+        projections, logits, prototypes = model(images, **objective.forward_parts())
+    logits = logits[:batch].float()
+    losses = objective_loss(objective, logits, labels,
+                            None if projections is None else projections[batch:], prototypes)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(losses[0]).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return losses, (logits.detach().argmax(1) == labels).sum()
 
 
 def train_one_epoch(
@@ -92,7 +119,7 @@ def train_one_epoch(
     channels_last: bool = False,
     ctx: DistContext | None = None,
     lr_of_step: Callable[[int], float] | None = None,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Train for one pass over ``loader``; returns mean losses, accuracy and speed.
 
     ``lr_of_step(step)`` (0-based batch of this epoch), when given, sets the learning
@@ -109,59 +136,19 @@ def train_one_epoch(
     """
     ctx = ctx or DistContext()
     model.train()
-    sums = torch.zeros(5, device=device)  # loss, cls loss, con loss, correct, images
-    waited = 0.0  # seconds spent waiting for the data loader
-    start = time.perf_counter()
-    bar = _progress(loader, desc, show=ctx.is_main)
-    batches = iter(bar)
+    meter = EpochMeter(loader, desc, device, ctx)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for step in range(len(loader)):
+    for step, (views, labels) in meter.batches():
         if lr_of_step is not None:
             for group in optimizer.param_groups:
                 group["lr"] = lr_of_step(step)
-        tick = time.perf_counter()
-        views, labels = next(batches)
-        waited += time.perf_counter() - tick
         labels = labels.to(device, non_blocking=True)
         images = torch.cat([v.to(device, non_blocking=True) for v in views])
         images = images.contiguous(memory_format=memory_format)
-        batch = labels.shape[0]
-        with autocast(device, precision):
-            projections, logits, prototypes = model(images, heads=objective.contrastive)
-        logits = logits[:batch].float()
-        loss, loss_cls, loss_con = objective_loss(
-            objective, logits, labels,
-            None if projections is None else projections[batch:], prototypes,
-        )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        with torch.no_grad():
-            correct = (logits.argmax(1) == labels).sum()
-            sums += torch.stack([loss.detach() * batch, loss_cls.detach() * batch,
-                                 loss_con.detach() * batch, correct.float(),
-                                 torch.tensor(float(batch), device=device)])
-        if not bar.disable and (step % 10 == 0 or step == len(loader) - 1):
-            s = sums.tolist()
-            bar.set_postfix(loss=f"{s[0] / s[4]:.3f}", acc=f"{100 * s[3] / s[4]:.1f}",
-                            img_s=f"{s[4] * ctx.world_size / (time.perf_counter() - start):.0f}")
-    bar.close()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elapsed = time.perf_counter() - start
-    all_reduce_sum(sums)
-    seen = max(sums[4].item(), 1.0)
-    loss, loss_cls, loss_con, correct = (v / seen for v in sums[:4].tolist())
-    return {
-        "loss": loss,
-        "loss_cls": loss_cls,
-        "loss_con": loss_con if objective.contrastive else None,
-        "train_acc": 100.0 * correct,
-        "images_per_s": seen / elapsed,
-        "train_seconds": elapsed,
-        "data_wait_share": waited / elapsed,
-    }
+        losses, correct = train_step(model, images, labels, objective, optimizer, scaler,
+                                     precision)
+        meter.add(step, losses, correct, labels.shape[0])
+    return meter.result(objective.contrastive)
 
 
 @torch.no_grad()

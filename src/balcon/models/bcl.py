@@ -65,6 +65,8 @@ class BCLModel(nn.Module):
 
     ``forward(x)`` returns ``(projections, logits, prototypes)``: (N, head_dim)
     L2-normalised, (N, C), and (C, head_dim) L2-normalised; ``predict(x)`` the logits.
+    Both heads always exist (so any checkpoint loads under any method); ``forward``
+    runs the ones it is asked for.
     """
 
     def __init__(
@@ -100,21 +102,21 @@ class BCLModel(nn.Module):
         return F.normalize(self.prototype_head(self.classifier.weight), dim=1)
 
     def forward(
-        self, x: Tensor, heads: bool = True
+        self, x: Tensor, project: bool = True, prototypes: bool = True
     ) -> tuple[Tensor | None, Tensor, Tensor | None]:
         """``(projections, logits, prototypes)`` for images ``x``.
 
-        ``heads=False`` skips both MLP heads and returns ``(None, logits, None)``: the
-        classifier-only methods train that way (through ``forward``, so that
-        DistributedDataParallel sees the call).
+        ``project=False`` skips the projection head and ``prototypes=False`` the
+        prototype head; what is skipped comes back as ``None``. A method runs only the
+        parts it trains (``balcon.methods``), through ``forward`` so that
+        DistributedDataParallel sees the call.
         """
         feats = self.encoder(x)
-        if not heads:
-            return None, self.classifier(feats), None
         # projection head first: the order sets how autograd sums the two branches'
         # gradients into ``feats``, and this one reproduces balcon 0.1's runs bit for bit
-        projections = F.normalize(self.projection_head(feats), dim=1)
-        return projections, self.classifier(feats), self.prototypes()
+        projections = F.normalize(self.projection_head(feats), dim=1) if project else None
+        logits = self.classifier(feats)
+        return projections, logits, self.prototypes() if prototypes else None
 
     def predict(self, x: Tensor) -> Tensor:
         """Logits alone (skips both heads); predict with ``argmax`` of these."""

@@ -1,0 +1,155 @@
+"""Config files: the presets shipped with balcon and users' YAML files, with ``base:`` parents.
+
+A preset is ``balcon/presets/NAME.yaml``. It names its parent with ``base: PARENT`` and
+lists only the fields that differ from it; a file without ``base:`` starts from
+balcon's defaults (the dataclasses of :mod:`balcon.config.sections`). Every parent
+is itself an ordinary preset: listed by ``balcon presets`` and trainable. A preset's
+``name`` is its file name (never inherited). A user's YAML file works the same way;
+its ``base:`` names a preset, or another YAML file (a path ending in ``.yaml`` or
+``.yml``, relative to the file naming it). Resolution merges field by field (a list
+replaces the parent's list), then checks the whole config once.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from balcon.config.parse import config_from_dict, config_to_yaml
+from balcon.config.sections import Config
+from balcon.errors import BalconError
+
+__all__ = [
+    "list_presets",
+    "load_config_file",
+    "load_preset",
+    "preset_base",
+    "preset_yaml",
+    "resolve_base",
+]
+
+
+def _preset_dir() -> Any:
+    return resources.files("balcon") / "presets"
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped with balcon, sorted."""
+    return sorted(p.name[:-5] for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def _preset_text(name: str) -> str:
+    names = list_presets()
+    if name not in names:
+        raise BalconError(
+            f"unknown preset {name!r}; `balcon presets` lists them: {', '.join(names)}"
+        )
+    return (_preset_dir() / f"{name}.yaml").read_text()
+
+
+def _read_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise BalconError(f"{source} is not readable YAML ({first}); fix it") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise BalconError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def _is_file_ref(base: str) -> bool:
+    return base.endswith((".yaml", ".yml"))
+
+
+def _load_base(base: Any, source: str, folder: Path | None,
+               chain: tuple[str, ...]) -> dict[str, Any]:
+    """The resolved raw dict of the parent ``base`` named in ``source``."""
+    if not isinstance(base, str) or not base:
+        raise BalconError(f"{source}: base must be a preset name or a .yaml file, got {base!r}")
+    if _is_file_ref(base):
+        if folder is None:
+            raise BalconError(f"{source}: a preset's base must be another preset, got {base!r}")
+        path = (folder / base).resolve()
+        key = str(path)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            raise BalconError(f"{source}: base file {path} is not readable; check the "
+                              "path (relative to the file that names it)") from None
+        here, folder = str(path), path.parent
+    else:
+        key, here = f"preset {base}", f"preset {base}"
+        try:
+            text = _preset_text(base)
+        except BalconError as err:
+            raise BalconError(f"{source}: base: {err}") from None
+        folder = None
+    if key in chain:
+        loop = " -> ".join((*chain, key))
+        raise BalconError(f"{source}: base loop {loop}; one of them must not name the other")
+    return resolve_base(_read_yaml(text, here), here, folder, (*chain, key))
+
+
+def resolve_base(raw: dict[str, Any], source: str, folder: Path | None = None,
+                 chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``raw`` merged over its ``base:`` chain: every section's fields, parent first.
+
+    ``folder`` is where a ``base:`` that is a file path is looked up (``None``: a preset,
+    whose base must be a preset). ``name`` is never inherited.
+    """
+    raw = dict(raw)
+    base = raw.pop("base", None)
+    merged = _load_base(base, source, folder, chain or (source,)) if base is not None else {}
+    merged.pop("name", None)
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def preset_base(name: str) -> str | None:
+    """The parent preset named by preset ``name`` (``None`` for a root preset)."""
+    base = _read_yaml(_preset_text(name), f"preset {name}").get("base")
+    return base if isinstance(base, str) else None
+
+
+def load_preset(name: str) -> Config:
+    """The :class:`Config` of preset ``name``, resolved over its parents."""
+    source = f"preset {name}"
+    raw = resolve_base(_read_yaml(_preset_text(name), source), source)
+    raw["name"] = name
+    return config_from_dict(raw, source=source)
+
+
+def preset_yaml(name: str) -> str:
+    """Preset ``name`` as fully resolved YAML (every field), headed by its file's comment."""
+    comment = [line for line in _preset_text(name).splitlines() if line.startswith("#")]
+    chain, parent = [name], preset_base(name)
+    while parent is not None and parent not in chain:
+        chain.append(parent)
+        parent = preset_base(parent)
+    resolved = " <- ".join([*chain, "balcon's defaults"])
+    header = "\n".join([*comment, f"# Resolved: {resolved}; every field below."])
+    return f"{header}\n{config_to_yaml(load_preset(name))}"
+
+
+def load_config_file(path: str | Path) -> Config:
+    """A :class:`Config` from a user's YAML file (which may name a ``base:``)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise BalconError(f"config file {path} does not exist; check the path") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or type(err).__name__
+        raise BalconError(f"config file {path} is not readable ({reason}); fix it") from None
+    raw = resolve_base(_read_yaml(text, f"config file {path}"), str(path), path.parent,
+                       (str(path.resolve()),))
+    return config_from_dict(raw, source=str(path))

@@ -1,0 +1,226 @@
+"""The first phase of a run: data, model, optimiser, loaders and resume state, ready to train.
+
+:func:`prepare` returns a :class:`Run`, everything the epoch loop of
+:func:`balcon.engine.fit.fit` needs. The multi-process details live here: each rank
+reads the data, rank 0 alone checks and creates the run directory and loads
+pretrained weights, DDP copies rank 0's weights to every rank, and each rank takes
+``batch_size / world_size`` samples of every global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from balcon import __version__
+from balcon.config import Config, config_to_yaml
+from balcon.data import DataSplits, EpochSampler, ImageSet, load_image_sets, make_train_dataset
+from balcon.engine.device import check_precision, make_grad_scaler
+from balcon.engine.distributed import (
+    DistContext,
+    broadcast_object,
+    ddp_wrap,
+    init_distributed,
+    on_every_rank,
+    on_main,
+)
+from balcon.engine.evaluate import eval_loader, loader_options
+from balcon.engine.objective import Objective, make_objective
+from balcon.engine.run_dir import check_new_run_dir, read_records
+from balcon.errors import BalconError, RankError, one_line
+from balcon.models import BCLModel, build_model, load_pretrained
+
+__all__ = ["Run", "own_errors", "prepare"]
+
+
+@dataclass
+class Run:
+    """A run ready to train: its config, data, model, optimiser, loaders and progress."""
+
+    cfg: Config
+    run_dir: Path
+    ctx: DistContext
+    device: torch.device
+    splits: DataSplits
+    objective: Objective
+    model: BCLModel
+    #: ``model``, or ``model`` in DistributedDataParallel in a multi-process run
+    train_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    sampler: EpochSampler
+    train_loader: DataLoader
+    select_loader: DataLoader
+    #: epochs already done (0 for a new run)
+    start_epoch: int
+    #: the evaluations so far (metrics.jsonl), on every rank
+    records: list[dict[str, Any]]
+    #: what every checkpoint holds besides the weights, the optimiser and the epoch
+    base_state: dict[str, Any]
+    #: how the encoder's pretrained weights were loaded (new runs with model.pretrained)
+    pretrained_note: str | None = None
+
+    @property
+    def counts(self) -> list[int]:
+        """Training images per class (the loss's prior and the shot groups)."""
+        return self.base_state["class_counts"]
+
+    @property
+    def best_top1(self) -> float:
+        """Best selection-split top-1 so far (-inf before the first evaluation)."""
+        return max((r["top1"] for r in self.records), default=-math.inf)
+
+    @property
+    def processes(self) -> str:
+        """The multi-process set-up in words ("" for a single process)."""
+        local = self.train_loader.batch_size
+        return (f"{self.ctx.world_size} processes ({local} images each per batch)"
+                if self.ctx.enabled else "")
+
+
+@contextlib.contextmanager
+def own_errors(ctx: DistContext) -> Iterator[None]:
+    """In a multi-process run, mark a BalconError raised here as this rank's own.
+
+    Each rank reads its own share of the data, so a corrupt file stops one rank; its
+    message must come from that rank (torchrun then stops the others).
+    """
+    try:
+        yield
+    except RankError:
+        raise
+    except BalconError as err:
+        if not ctx.enabled:
+            raise
+        raise RankError(f"process {ctx.rank}: {one_line(err)}") from None
+
+
+def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str | None,
+            download: bool, resume_state: dict[str, Any] | None) -> Run:
+    """Everything the epochs of ``cfg`` need; ``resume_state`` is a ``last.pt`` to continue."""
+    ctx, dev = init_distributed(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    check_precision(dev, cfg.train.precision)
+    local_batch = _local_batch(cfg, ctx)
+    splits = _load_data(cfg, data_dir, ctx, download)
+    if resume_state is None:
+        on_main(check_new_run_dir, run_dir)
+    else:
+        _check_resume_data(resume_state, splits, run_dir)
+    counts = splits.train.class_counts()
+    objective = make_objective(cfg.loss, counts).to(dev)
+    model, optimizer = _build(cfg, splits.train.num_classes, dev, ctx)
+    scaler = make_grad_scaler(dev, cfg.train.precision)
+    pretrained_note, start_epoch = None, 0
+    if resume_state is not None:
+        _restore(resume_state, model, optimizer, scaler, run_dir)
+        start_epoch = int(resume_state["epoch"])
+    else:
+        pretrained_note = on_main(_start_new_run, cfg, model, run_dir)
+    # DDP copies rank 0's weights (pretrained or resumed) to every rank
+    train_model = ddp_wrap(model, dev, objective.method) if ctx.enabled else model
+    sampler = EpochSampler(len(splits.train), seed=cfg.train.seed,
+                           num_replicas=ctx.world_size, rank=ctx.rank)
+    train_loader = DataLoader(
+        make_train_dataset(splits.train, cfg.data, objective.method.views, cfg.train.seed),
+        batch_size=local_batch, sampler=sampler, drop_last=False,
+        **loader_options(cfg.data, dev, ctx),
+    )
+    select_loader = eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx)
+    records = broadcast_object(read_records(run_dir / "metrics.jsonl", start_epoch)
+                               if ctx.is_main else [])
+    base_state = {
+        "config": cfg.to_dict(), "class_names": splits.train.class_names,
+        "class_counts": counts,
+        "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+        "balcon_version": __version__, "selection_split": splits.selection_split,
+    }
+    return Run(cfg, run_dir, ctx, dev, splits, objective, model, train_model, optimizer,
+               scaler, sampler, train_loader, select_loader, start_epoch, records,
+               base_state, pretrained_note)
+
+
+def _local_batch(cfg: Config, ctx: DistContext) -> int:
+    batch = cfg.train.batch_size
+    if batch % ctx.world_size:
+        raise BalconError(
+            f"train.batch_size {batch} is the global batch and must divide by the "
+            f"{ctx.world_size} processes; set train.batch_size to a multiple of {ctx.world_size}"
+        )
+    return batch // ctx.world_size
+
+
+def _load_data(cfg: Config, data_dir: str | Path | None, ctx: DistContext,
+               download: bool) -> DataSplits:
+    """Every rank's copy of the splits; with ``download``, local rank 0 fetches (and
+    reads) the data before the others read it."""
+    fetched = on_every_rank(lambda: load_image_sets(cfg.data, data_dir, download=True)
+                            if download and ctx.local_rank == 0 else None)
+    return on_every_rank(lambda: fetched or load_image_sets(cfg.data, data_dir))
+
+
+def _build(cfg: Config, num_classes: int, device: torch.device,
+           ctx: DistContext) -> tuple[BCLModel, torch.optim.Optimizer]:
+    torch.manual_seed(cfg.train.seed)
+    model: nn.Module = build_model(cfg.model, num_classes)
+    if cfg.train.sync_bn and ctx.enabled:
+        if device.type != "cuda":
+            raise BalconError("train.sync_bn needs GPUs (SyncBatchNorm has no CPU kernels); "
+                              "set train.sync_bn=false for a CPU run")
+        from timm.layers import convert_sync_batchnorm  # keeps timm's BatchNormAct2d acts
+
+        model = convert_sync_batchnorm(model)
+    model = model.to(device)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    o = cfg.optim
+    optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                                weight_decay=o.weight_decay, nesterov=o.nesterov)
+    return model, optimizer  # type: ignore[return-value]
+
+
+def _check_resume_data(state: dict[str, Any], splits: DataSplits, run_dir: Path) -> None:
+    train_set: ImageSet = splits.train
+    if state["class_names"] != train_set.class_names or \
+            state["class_counts"] != train_set.class_counts():
+        raise BalconError(
+            f"the data given to resume {run_dir} is not the data it was trained on (other "
+            "classes or class counts); point --data-dir at the original data"
+        )
+    chosen_on = state.get("selection_split", splits.selection_split)
+    if chosen_on != splits.selection_split:
+        raise BalconError(
+            f"{run_dir} chose its best epoch on the {chosen_on} split, which the data given "
+            f"to resume lacks; point --data-dir at the original data"
+        )
+
+
+def _restore(state: dict[str, Any], model: BCLModel, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler, run_dir: Path) -> None:
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError):
+        raise BalconError(
+            f"{run_dir / 'last.pt'} does not fit the model and optimizer its config "
+            "describes; it is incompatible (start a new run)"
+        ) from None
+
+
+def _start_new_run(cfg: Config, model: BCLModel, run_dir: Path) -> str | None:
+    """Rank 0: write config.yaml, load pretrained encoder weights (DDP shares them)."""
+    (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
+    if cfg.model.pretrained is None:
+        return None
+    return load_pretrained(model.encoder, cfg.model.pretrained, cfg.model.encoder)
