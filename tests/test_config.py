@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from balcon.config import (
     load_config_file,
 )
 from balcon.errors import BalconError
-from balcon.presets import list_presets, load_preset, preset_yaml
+from balcon.presets import list_presets, load_preset, preset_base, preset_yaml
 
 CIFAR_PRESETS = [f"{ds}-lt-r{r}{sfx}" for ds in ("cifar10", "cifar100") for r in (10, 50, 100)
                  for sfx in ("", "-400ep")]
@@ -30,14 +31,72 @@ def test_all_presets_are_listed():
         set(list_presets())
 
 
-@pytest.mark.parametrize("name", sorted(set(list_presets())))
-def test_preset_files_spell_out_every_field(name: str):
-    """Each preset YAML names every config field, so it documents the whole run."""
-    raw = yaml.safe_load(preset_yaml(name))
-    assert raw.keys() == load_preset(name).to_dict().keys()
-    for section, fields in load_preset(name).to_dict().items():
-        if isinstance(fields, dict):
-            assert raw[section].keys() == fields.keys(), section
+PRESET_DIR = Path(__file__).parents[1] / "src/balcon/presets"
+ROOTS = {"cifar10-lt-r100", "imagenet-lt-resnext50"}
+
+
+def _file(name: str) -> dict:
+    return yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(set(list_presets()) - ROOTS))
+def test_preset_files_list_only_differences(name: str):
+    """A preset names a parent and only the fields whose value differs from the parent's."""
+    raw = _file(name)
+    assert "name" not in raw and raw["base"] == preset_base(name) in list_presets()
+    parent = load_preset(raw["base"]).to_dict()
+    for section, fields in raw.items():
+        if section == "base":
+            continue
+        for key, value in fields.items():
+            assert value != parent[section][key], f"{name}: {section}.{key} repeats its parent"
+
+
+def test_presets_are_short_and_resolve_to_every_field():
+    lines = [line for path in PRESET_DIR.glob("*.yaml")
+             for line in path.read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    assert len(lines) <= 400
+    assert {n for n in list_presets() if preset_base(n) is None} == ROOTS
+    shown = preset_yaml("cifar100-lt-r100")
+    keys = [line for line in shown.splitlines() if re.match(r"\s*[a-z_0-9]+:", line)]
+    assert len(keys) >= 40
+    resolved = yaml.safe_load(shown)
+    full = load_preset("cifar100-lt-r100").to_dict()
+    assert resolved == full  # every field of every section
+    assert config_from_dict(resolved) == load_preset("cifar100-lt-r100")
+
+
+def test_preset_chain_and_names():
+    assert load_preset("cifar100-lt-r50-400ep").name == "cifar100-lt-r50-400ep"  # not inherited
+    chain = preset_yaml("cifar100-lt-r50-400ep").splitlines()
+    assert ("# Resolved: cifar100-lt-r50-400ep <- cifar100-lt-r50 <- cifar100-lt-r100 <- "
+            "cifar10-lt-r100 <- balcon's defaults; every field below.") in chain
+
+
+def test_user_config_with_a_base(tmp_path: Path):
+    (tmp_path / "family.yaml").write_text("base: cifar100-lt-r100\noptim:\n  lr: 0.3\n")
+    (tmp_path / "sub").mkdir()
+    mine = tmp_path / "sub" / "mine.yaml"
+    mine.write_text("base: ../family.yaml\nname: mine\ntrain:\n  batch_size: 512\n")
+    cfg = load_config_file(mine)
+    assert (cfg.name, cfg.data.dataset, cfg.optim.lr, cfg.train.batch_size) == \
+        ("mine", "cifar100", 0.3, 512)
+    assert cfg.optim.milestones == [160, 180]  # from the preset at the chain's root
+    assert load_config_file(tmp_path / "family.yaml").name == "custom"  # never inherited
+    for text, words in (
+        ("base: cifar10-lt-r99\n", "base: unknown preset 'cifar10-lt-r99'"),
+        ("base: missing.yaml\n", "is not readable"),
+        ("base: [a]\n", "base must be a preset name or a .yaml file"),
+        ("base: mine.yaml\n", "is not readable"),  # relative to this file, not to cwd
+        ("base: loop.yaml\n", "base loop"),
+        ("base: cifar10-lt-r100\noptim:\n  lrr: 1\n", "unknown key 'optim.lrr'"),
+    ):
+        path = tmp_path / "loop.yaml"
+        path.write_text(text)
+        with pytest.raises(BalconError) as info:
+            load_config_file(path)
+        assert words in str(info.value) and "\n" not in str(info.value), text
 
 
 @pytest.mark.parametrize("name", LARGE_PRESETS)

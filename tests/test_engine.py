@@ -19,7 +19,6 @@ from balcon.engine import (
     fit,
     load_checkpoint,
     lr_at,
-    make_objective,
     resume,
     save_checkpoint,
 )
@@ -158,20 +157,6 @@ def test_every_method_trains(finished_run: Path, tmp_path: Path, method: str):
     record = json.loads((tmp_path / method / "metrics.jsonl").read_text())
     assert result.summary["last"]["epoch"] == 1
     assert (record["loss_con"] is None) == (method in ("ce", "la"))
-
-
-def test_objectives_of_methods():
-    counts = [50, 20, 5]
-    ce = make_objective(tiny_config("loss.method=ce").loss, counts)
-    assert ce.classifier_loss.tau == 0.0 and not ce.contrastive
-    la = make_objective(tiny_config("loss.method=la").loss, counts)
-    assert la.classifier_loss.tau == 1.0 and not la.contrastive
-    bcl = make_objective(tiny_config().loss, counts)
-    assert bcl.contrastive_loss.class_averaging and bcl.contrastive_loss.class_complement
-    assert (bcl.alpha, bcl.beta) == (2.0, 0.6)
-    sup = make_objective(tiny_config("loss.method=supcon").loss, counts)
-    assert not sup.contrastive_loss.class_averaging
-    assert not sup.contrastive_loss.class_complement
 
 
 def test_lr_schedule_matches_recipe():

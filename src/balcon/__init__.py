@@ -6,5 +6,5 @@ The pipeline, one subpackage a stage: ``balcon.config`` -> ``balcon.data`` ->
 
 from balcon.errors import BalconError
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = ["BalconError", "__version__"]

@@ -22,6 +22,7 @@ __all__ = [
     "Method",
     "Term",
     "get_method",
+    "markdown_table",
     "method_names",
     "register",
 ]
@@ -161,3 +162,13 @@ def register(method: Method) -> Method:
         raise ValueError(f"method {method.name!r} exists already")
     METHODS[method.name] = method
     return method
+
+
+def markdown_table() -> str:
+    """The table as the README shows it (a test keeps the two equal)."""
+    rows = ["| `loss.method` | what it is | views | loss | model parts |",
+            "| --- | --- | --- | --- | --- |"]
+    for m in METHODS.values():
+        parts = ", ".join(p.removesuffix("_head") for p in m.parts) or "-"
+        rows.append(f"| `{m.name}` | {m.summary} | {m.views} | {m.formula()} | {parts} |")
+    return "\n".join(rows)

@@ -1,4 +1,8 @@
-"""A whole training run: data, model, epochs, evaluation, checkpoints, run directory.
+"""A whole training run, in three phases: prepare, the epochs, the report.
+
+:func:`fit` reads as its phases: :func:`~balcon.engine.prepare.prepare` (data, model,
+optimiser, loaders, resume state), then per epoch ``_train_epoch``, ``_evaluate`` (when
+due) and ``_save`` (checkpoints), then the report on the report split.
 
 The run directory holds ``config.yaml``, ``train.log``, ``metrics.jsonl`` (one JSON
 line per evaluation on the model-selection split), ``last.pt`` (every epoch),
