@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -67,11 +68,28 @@ def test_presets_are_short_and_resolve_to_every_field():
     assert config_from_dict(resolved) == load_preset("cifar100-lt-r100")
 
 
+def test_resolved_presets_are_pinned():
+    """Each preset's every field, as balcon 0.3's full preset files spelt them: a change of
+    a default (or of a parent) that moves a paper preset shows up here, and the
+    snapshot (tests/data/presets_resolved.json) is updated on purpose."""
+    pinned = json.loads((Path(__file__).parent / "data/presets_resolved.json").read_text())
+    assert {name: load_preset(name).to_dict() for name in list_presets()} == pinned
+
+
 def test_preset_chain_and_names():
     assert load_preset("cifar100-lt-r50-400ep").name == "cifar100-lt-r50-400ep"  # not inherited
     chain = preset_yaml("cifar100-lt-r50-400ep").splitlines()
     assert ("# Resolved: cifar100-lt-r50-400ep <- cifar100-lt-r50 <- cifar100-lt-r100 <- "
             "cifar10-lt-r100 <- balcon's defaults; every field below.") in chain
+
+
+def test_a_bad_key_in_a_parent_file_names_the_parent(tmp_path: Path):
+    (tmp_path / "parent.yaml").write_text("base: cifar10-lt-r100\nloss:\n  bogus: 1\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\n")
+    with pytest.raises(BalconError) as info:
+        load_config_file(tmp_path / "child.yaml")
+    assert str(info.value).startswith(f"{(tmp_path / 'parent.yaml').resolve()}: unknown key "
+                                      "'loss.bogus'")
 
 
 def test_user_config_with_a_base(tmp_path: Path):
@@ -83,7 +101,7 @@ def test_user_config_with_a_base(tmp_path: Path):
     assert (cfg.name, cfg.data.dataset, cfg.optim.lr, cfg.train.batch_size) == \
         ("mine", "cifar100", 0.3, 512)
     assert cfg.optim.milestones == [160, 180]  # from the preset at the chain's root
-    assert load_config_file(tmp_path / "family.yaml").name == "custom"  # never inherited
+    assert load_config_file(tmp_path / "family.yaml").name == "family"  # never inherited
     for text, words in (
         ("base: cifar10-lt-r99\n", "base: unknown preset 'cifar10-lt-r99'"),
         ("base: missing.yaml\n", "is not readable"),
@@ -91,6 +109,7 @@ def test_user_config_with_a_base(tmp_path: Path):
         ("base: mine.yaml\n", "is not readable"),  # relative to this file, not to cwd
         ("base: loop.yaml\n", "base loop"),
         ("base: cifar10-lt-r100\noptim:\n  lrr: 1\n", "unknown key 'optim.lrr'"),
+        ("base: ../family\n", "a file base must end in .yaml or .yml"),
     ):
         path = tmp_path / "loop.yaml"
         path.write_text(text)

@@ -87,6 +87,41 @@ def test_a_method_entry_must_be_consistent():
         register(METHODS["bcl"])
 
 
+def test_an_entry_whose_losses_and_parts_disagree_is_refused(monkeypatch):
+    """Prototypes computed but unused would hang DDP (no gradient); used but not computed
+    would fail in the loss: both are refused when the objective is built."""
+    for parts, complement in ((MODEL_PARTS, False), (("projection_head",), True)):
+        method = Method("odd", "x", views=3, parts=parts, terms=(
+            Term("logit-adjusted", "alpha"),
+            Term("balanced-contrastive", "beta", on="projections",
+                 options=(("class_complement", complement),))))
+        monkeypatch.setitem(METHODS, "odd", method)
+        with pytest.raises(BalconError, match="method 'odd': its losses"):
+            make_objective(apply_overrides(Config(), ["loss.method=odd"]).loss, [3, 2, 1])
+    typo = Method("typo", "x", views=1, terms=(Term("logit-adjusted", "alhpa"),))
+    monkeypatch.setitem(METHODS, "typo", typo)
+    with pytest.raises(BalconError, match="by loss.alhpa, which is not a loss field"):
+        apply_overrides(Config(), ["loss.method=typo"])
+    lost = Method("lost", "x", views=1, terms=(Term("focal", 1.0),))
+    monkeypatch.setitem(METHODS, "lost", lost)
+    with pytest.raises(BalconError, match="names loss 'focal', which LOSSES lacks"):
+        make_objective(apply_overrides(Config(), ["loss.method=lost"]).loss, [3, 2, 1])
+
+
+def test_a_run_of_a_method_not_registered_now_still_loads(monkeypatch):
+    """A checkpoint's config (new_run=False) may name a method registered in its own
+    session: it loads (eval needs no method); training it asks for the registration."""
+    from balcon.config import config_from_dict
+
+    raw = Config().to_dict()
+    raw["loss"]["method"] = "gone"
+    cfg = config_from_dict(raw, new_run=False)
+    with pytest.raises(BalconError, match="register it"):
+        make_objective(cfg.loss, [3, 2, 1])
+    with pytest.raises(BalconError, match="loss.method must be one of"):
+        config_from_dict(raw)
+
+
 def test_config_help_and_readme_derive_from_the_table(monkeypatch):
     with pytest.raises(BalconError, match="loss.method must be one of " +
                        re.escape(", ".join(PAPER_METHODS))):

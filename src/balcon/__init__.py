@@ -1,7 +1,8 @@
 """balcon: Balanced Contrastive Learning (BCL, CVPR 2022) for long-tailed recognition.
 
-The pipeline, one subpackage a stage: ``balcon.config`` -> ``balcon.data`` ->
-``balcon.models`` -> ``balcon.losses`` -> ``balcon.engine`` -> ``balcon.report``.
+The pipeline, one module or subpackage a stage: ``balcon.methods`` (the method table)
+-> ``balcon.config`` -> ``balcon.data`` -> ``balcon.models`` -> ``balcon.losses`` ->
+``balcon.engine`` -> ``balcon.report`` -> ``balcon.cli``.
 """
 
 from balcon.errors import BalconError

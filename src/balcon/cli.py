@@ -15,6 +15,7 @@ from pathlib import Path
 from balcon import __version__
 from balcon.config import (
     Config,
+    LossConfig,
     apply_overrides,
     compress_schedule,
     list_presets,
@@ -88,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     _common(pd)
 
     de = sub.add_parser("demo", help="train on long-tailed bundled digits (no download)")
-    de.add_argument("--method", default="bcl", choices=list(METHODS),
-                    help="method (default bcl): " + ", ".join(METHODS))
+    de.add_argument("--method", default=LossConfig.method, choices=list(METHODS),
+                    help=f"method (default {LossConfig.method}): " + ", ".join(METHODS))
     de.add_argument("--out", help="run directory (default runs/demo-<method>-<timestamp>)")
     de.add_argument("--epochs", type=int, help="epochs (compressed schedule)")
     _common(de)

@@ -126,6 +126,11 @@ class BalancedContrastiveLoss(nn.Module):
         self.class_averaging = bool(class_averaging)
         self.class_complement = bool(class_complement)
 
+    @property
+    def uses_prototypes(self) -> bool:
+        """Whether ``forward`` needs the prototypes (with class-complement)."""
+        return self.class_complement
+
     def forward(
         self, features: Tensor, labels: Tensor, prototypes: Tensor | None = None
     ) -> Tensor:

@@ -84,7 +84,7 @@ class Method:
     def __post_init__(self) -> None:
         contrastive = any(t.on == "projections" for t in self.terms)
         if self.views not in (1, 3):
-            raise ValueError(f"views must be 1 or 3, got {self.views}")
+            raise ValueError(f"method {self.name!r}: views must be 1 or 3, got {self.views}")
         if not self.terms:
             raise ValueError(f"method {self.name!r}: terms must name at least one loss")
         if unknown := [p for p in self.parts if p not in MODEL_PARTS]:

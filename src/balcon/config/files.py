@@ -4,7 +4,8 @@ A preset is ``balcon/presets/NAME.yaml``. It names its parent with ``base: PAREN
 lists only the fields that differ from it; a file without ``base:`` starts from
 balcon's defaults (the dataclasses of :mod:`balcon.config.sections`). Every parent
 is itself an ordinary preset: listed by ``balcon presets`` and trainable. A preset's
-``name`` is its file name (never inherited). A user's YAML file works the same way;
+``name`` is its file name, a user file's its ``name:`` or its file name (a name is
+never inherited). A user's YAML file works the same way;
 its ``base:`` names a preset, or another YAML file (a path ending in ``.yaml`` or
 ``.yml``, relative to the file naming it). Resolution merges field by field (a list
 replaces the parent's list), then checks the whole config once.
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from balcon.config.parse import config_from_dict, config_to_yaml
+from balcon.config.parse import check_keys, config_from_dict, config_to_yaml
 from balcon.config.sections import Config
 from balcon.errors import BalconError
 
@@ -87,11 +88,12 @@ def _load_base(base: Any, source: str, folder: Path | None,
         try:
             text = _preset_text(base)
         except BalconError as err:
-            raise BalconError(f"{source}: base: {err}") from None
+            hint = " (a file base must end in .yaml or .yml)" if "/" in base else ""
+            raise BalconError(f"{source}: base: {err}{hint}") from None
         folder = None
     if key in chain:
         loop = " -> ".join((*chain, key))
-        raise BalconError(f"{source}: base loop {loop}; one of them must not name the other")
+        raise BalconError(f"{source}: base loop {loop}; remove one of these base: lines")
     return resolve_base(_read_yaml(text, here), here, folder, (*chain, key))
 
 
@@ -104,6 +106,7 @@ def resolve_base(raw: dict[str, Any], source: str, folder: Path | None = None,
     """
     raw = dict(raw)
     base = raw.pop("base", None)
+    check_keys(raw, source)  # so that a parent's bad key names the parent
     merged = _load_base(base, source, folder, chain or (source,)) if base is not None else {}
     merged.pop("name", None)
     for key, value in raw.items():
@@ -141,7 +144,8 @@ def preset_yaml(name: str) -> str:
 
 
 def load_config_file(path: str | Path) -> Config:
-    """A :class:`Config` from a user's YAML file (which may name a ``base:``)."""
+    """A :class:`Config` from a user's YAML file (which may name a ``base:``); its name
+    is its ``name:``, else the file's stem."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -152,4 +156,5 @@ def load_config_file(path: str | Path) -> Config:
         raise BalconError(f"config file {path} is not readable ({reason}); fix it") from None
     raw = resolve_base(_read_yaml(text, f"config file {path}"), str(path), path.parent,
                        (str(path.resolve()),))
+    raw.setdefault("name", path.stem)
     return config_from_dict(raw, source=str(path))

@@ -17,6 +17,7 @@ from balcon.errors import BalconError
 
 __all__ = [
     "apply_overrides",
+    "check_keys",
     "compress_schedule",
     "config_from_dict",
     "config_to_yaml",
@@ -75,16 +76,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {hint} for {key}")
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "config",
-                     new_run: bool = True) -> Config:
-    """Build and validate a :class:`Config` from a nested dict; unknown keys are refused.
-
-    ``new_run=False`` (a checkpoint's stored config) skips the checks that only guard
-    new runs against silent mistakes (see :func:`validate`), so older runs still load.
-    """
+def _fill(cfg: Config, raw: dict[str, Any], source: str) -> Config:
+    """Set the fields ``raw`` names on ``cfg``, checking names and types (not the rules)."""
     if not isinstance(raw, dict):
         raise BalconError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
-    cfg = Config()
     for key, value in raw.items():
         if key == "name":
             cfg.name = _coerce(value, str, "name")
@@ -97,6 +92,23 @@ def config_from_dict(raw: dict[str, Any], source: str = "config",
             raise BalconError(f"{source}: section {key!r} must be a mapping of fields")
         for name, item in value.items():
             _set_field(cfg, f"{key}.{name}", item, source)
+    return cfg
+
+
+def check_keys(raw: dict[str, Any], source: str) -> None:
+    """Refuse unknown sections and fields and ill-typed values of one file's dict, naming
+    ``source`` (the whole config's rules are checked once, after merging)."""
+    _fill(Config(), raw, source)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config",
+                     new_run: bool = True) -> Config:
+    """Build and validate a :class:`Config` from a nested dict; unknown keys are refused.
+
+    ``new_run=False`` (a checkpoint's stored config) skips the checks that only guard
+    new runs against silent mistakes (see :func:`validate`), so older runs still load.
+    """
+    cfg = _fill(Config(), raw, source)
     validate(cfg, new_run=new_run)
     return cfg
 

@@ -13,8 +13,8 @@ sample's augmentation derive from (seed, epoch, index), and the checkpoint holds
 optimizer, the gradient scaler and the RNG state.
 
 Under ``torchrun`` the same function runs in every process: DDP wraps the model,
-each rank takes ``batch_size / world_size`` samples of every global batch, the BCL
-loss sees the gathered global batch, evaluation is sharded and gathered, and only
+each rank takes ``batch_size / world_size`` samples of every global batch, a loss on
+projections (BCL) sees the gathered global batch, evaluation is sharded and gathered, and only
 rank 0 logs and writes. The global batch and every sample's views do not depend on
 the number of processes, so a run can resume with another world size.
 """

@@ -14,8 +14,9 @@ from torch import Tensor, nn
 
 from balcon.config import LossConfig
 from balcon.engine.distributed import gather, gather_with_grad
+from balcon.errors import BalconError
 from balcon.losses import BalancedContrastiveLoss, LogitAdjustedLoss
-from balcon.methods import Method, get_method
+from balcon.methods import METHODS, Method
 
 __all__ = ["LOSSES", "Objective", "make_objective", "objective_loss"]
 
@@ -66,16 +67,30 @@ class Objective:
 
 
 def make_objective(cfg: LossConfig, class_counts: list[int]) -> Objective:
-    """The losses of ``cfg.method`` with their weights, as the method table gives them."""
-    method = get_method(cfg.method)
+    """The losses of ``cfg.method`` with their weights, as the method table gives them.
+
+    Refuses an entry whose losses and parts disagree: a loss that uses the prototypes
+    (``uses_prototypes``, e.g. BCL's class-complement) needs the ``prototype_head``
+    part, and that part needs such a loss (else DDP would wait for its gradient).
+    """
+    if cfg.method not in METHODS:
+        raise BalconError(f"loss.method {cfg.method!r} is not in the method table; register "
+                          "it (balcon.methods.register) before training or resuming with it")
+    method = METHODS[cfg.method]
     losses, weights = [], []
     for term in method.terms:
         if term.loss not in LOSSES:
-            raise KeyError(f"method {method.name!r} names loss {term.loss!r}, which LOSSES "
-                           f"lacks; losses are {', '.join(LOSSES)}")
+            raise BalconError(f"method {method.name!r} names loss {term.loss!r}, which "
+                              f"LOSSES lacks; add it there (losses: {', '.join(LOSSES)})")
         losses.append(LOSSES[term.loss](cfg, class_counts, **dict(term.options)))
         weight = getattr(cfg, term.weight) if isinstance(term.weight, str) else term.weight
         weights.append(float(weight))
+    uses = any(getattr(loss, "uses_prototypes", False) for loss in losses)
+    if uses != ("prototype_head" in method.parts):
+        raise BalconError(
+            f"method {method.name!r}: its losses {'use' if uses else 'do not use'} the "
+            f"prototypes, so its parts must {'' if uses else 'not '}include prototype_head"
+        )
     return Objective(method, losses, weights)
 
 
