@@ -10,6 +10,7 @@ from balcon.config.sections import (
     CONV_INITS,
     CUTOUT_FILLS,
     DATASETS,
+    PIPELINES,
     PRECISIONS,
     SHORTCUTS,
     VIEW_STRATEGIES,
@@ -102,6 +103,11 @@ def validate(cfg: Config, new_run: bool = True) -> None:
            f"got {d.sim_blur_prob}")
     _check(d.cutout_fill in CUTOUT_FILLS, f"data.cutout_fill must be one of "
            f"{', '.join(CUTOUT_FILLS)}, got {d.cutout_fill!r}")
+    _check(d.pipeline in PIPELINES, f"data.pipeline must be one of {', '.join(PIPELINES)}, "
+           f"got {d.pipeline!r}")
+    _check(d.pipeline != "device" or d.view_style == "cifar",
+           "data.pipeline=device makes the 32-px cifar views only; set data.pipeline=workers "
+           "(or auto) for data.view_style=imagenet")
     _check(d.num_workers is None or d.num_workers >= 0,
            f"data.num_workers must be >= 0 or null (automatic), got {d.num_workers}")
     _check(m.shortcut in SHORTCUTS, f"model.shortcut must be one of {', '.join(SHORTCUTS)}, "

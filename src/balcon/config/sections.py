@@ -9,6 +9,7 @@ __all__ = [
     "CONV_INITS",
     "CUTOUT_FILLS",
     "DATASETS",
+    "PIPELINES",
     "PRECISIONS",
     "SHORTCUTS",
     "VIEW_STRATEGIES",
@@ -36,6 +37,9 @@ SHORTCUTS = ("A", "B")
 CONV_INITS = ("kaiming", "kaiming-fan-out", "torch")
 #: What view 1's Cutout hole holds: black (cut before normalising) or the mean colour.
 CUTOUT_FILLS = ("black", "mean")
+#: Where training views are made: per image in DataLoader workers (PIL), or a batch at a
+#: time on the training device from the set held there as uint8; auto picks per run.
+PIPELINES = ("auto", "workers", "device")
 
 
 @dataclass
@@ -54,6 +58,9 @@ class DataConfig:
     RandAugment config string of the "rand" and "randstack" views). ``cutout_fill``
     is what the CIFAR view 1's Cutout hole holds: ``black`` (cut before normalising,
     as the published code) or ``mean`` (cut after: the dataset's mean colour).
+    ``pipeline`` makes the training views per image in DataLoader workers (``workers``)
+    or a batch at a time on the training device (``device``: the cifar views only; the
+    set is held there as uint8); ``auto`` picks ``device`` on CUDA for the cifar views.
     """
 
     dataset: str = "cifar10"
@@ -74,6 +81,7 @@ class DataConfig:
     view_style: str = "cifar"
     view_strategy: str = "sim-sim"
     randaugment: str = "rand-n2-m10-mstd0.5"
+    pipeline: str = "auto"
     num_workers: int | None = None
 
 

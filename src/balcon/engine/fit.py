@@ -115,6 +115,9 @@ def _log_start(run: Run) -> None:
              f", {processes}" if processes else "")
     if run.pretrained_note:
         LOG.info("encoder weights: %s", run.pretrained_note)
+    LOG.info("training views: %s pipeline%s", run.pipeline,
+             f" (the set on {run.device} as uint8)" if run.pipeline == "device" else
+             " (per image, in DataLoader workers)")
     if splits.selection_split == "train":
         LOG.info("no val or test split: best.pt is chosen on, and the report "
                  "measures, the training images (no held-out accuracy)")

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from balcon import __version__
 from balcon.config import Config, config_to_yaml
 from balcon.data import DataSplits, EpochSampler, ImageSet, load_image_sets, make_train_dataset
+from balcon.data.device_views import DeviceLoader, DeviceViews, resolve_pipeline
 from balcon.engine.device import check_precision, make_grad_scaler
 from balcon.engine.distributed import (
     DistContext,
@@ -57,7 +58,8 @@ class Run:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     sampler: EpochSampler
-    train_loader: DataLoader
+    #: a DataLoader (``workers``) or a DeviceLoader (``device`` pipeline)
+    train_loader: DataLoader | DeviceLoader
     select_loader: DataLoader
     #: epochs already done (0 for a new run)
     start_epoch: int
@@ -77,6 +79,11 @@ class Run:
     def best_top1(self) -> float:
         """Best selection-split top-1 so far (-inf before the first evaluation)."""
         return max((r["top1"] for r in self.records), default=-math.inf)
+
+    @property
+    def pipeline(self) -> str:
+        """Where the training views are made: ``workers`` or ``device``."""
+        return "device" if isinstance(self.train_loader, DeviceLoader) else "workers"
 
     @property
     def processes(self) -> str:
@@ -130,11 +137,9 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
     train_model = ddp_wrap(model, dev, objective.method) if ctx.enabled else model
     sampler = EpochSampler(len(splits.train), seed=cfg.train.seed,
                            num_replicas=ctx.world_size, rank=ctx.rank)
-    train_loader = DataLoader(
-        make_train_dataset(splits.train, cfg.data, objective.method.views, cfg.train.seed),
-        batch_size=local_batch, sampler=sampler, drop_last=False,
-        **loader_options(cfg.data, dev, ctx),
-    )
+    with own_errors(ctx):  # the device pipeline decodes every image here, once
+        train_loader = _train_loader(cfg, splits.train, objective.method.views, sampler,
+                                     local_batch, dev, ctx)
     select_loader = eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx)
     records = broadcast_object(read_records(run_dir / "metrics.jsonl", start_epoch)
                                if ctx.is_main else [])
@@ -157,6 +162,19 @@ def _local_batch(cfg: Config, ctx: DistContext) -> int:
             f"{ctx.world_size} processes; set train.batch_size to a multiple of {ctx.world_size}"
         )
     return batch // ctx.world_size
+
+
+def _train_loader(cfg: Config, images: ImageSet, views: int, sampler: EpochSampler,
+                  batch: int, device: torch.device,
+                  ctx: DistContext) -> DataLoader | DeviceLoader:
+    """Batches of ``views`` views: per image in DataLoader workers, or made on the device
+    (``data.pipeline``); both take their keys from ``sampler`` (this rank's share)."""
+    if resolve_pipeline(cfg.data, device) == "device":
+        made = DeviceViews(images, cfg.data, views, cfg.train.seed, device)
+        return DeviceLoader(made, sampler, batch)
+    return DataLoader(make_train_dataset(images, cfg.data, views, cfg.train.seed),
+                      batch_size=batch, sampler=sampler, drop_last=False,
+                      **loader_options(cfg.data, device, ctx))
 
 
 def _load_data(cfg: Config, data_dir: str | Path | None, ctx: DistContext,
