@@ -77,7 +77,8 @@ def test_padded_crop_flip_and_cutout_equal_torchvisions():
     top, left = torch.tensor([0, 8, 3, 5, 1, 7, 4, 2]), torch.tensor([8, 0, 5, 3, 2, 6, 4, 1])
     ours = ops.padded_crop(UINT8, top, left, padding=4)
     padded = TV.pad(UINT8, [4])
-    ref = torch.stack([TV.crop(p, int(t), int(u), 32, 32) for p, t, u in zip(padded, top, left)])
+    ref = torch.stack([TV.crop(p, int(t), int(u), 32, 32)
+                       for p, t, u in zip(padded, top, left, strict=True)])
     assert torch.equal(ours, ref)
     flip = torch.tensor([True, False] * 4)
     flipped = ops.hflip_where(UINT8, flip)
@@ -87,9 +88,9 @@ def test_padded_crop_flip_and_cutout_equal_torchvisions():
     cy, cx = torch.tensor([0, 31, 16, 5, 8, 20, 3, 28]), torch.tensor([16, 2, 31, 0, 8, 9, 30, 7])
     mask = ops.cutout_mask(32, 32, cy, cx, 16)
     for b in range(8):  # the reference draws its centre; give it ours
-        gen = iter([cy[b], cx[b]])
+        centre = iter([int(cy[b]), int(cx[b])])
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(torch, "randint", lambda *a, **k: torch.tensor([int(next(gen))]))
+            mp.setattr(torch, "randint", lambda *a, it=centre, **k: torch.tensor([next(it)]))
             ref = Cutout(16)(torch.ones(3, 32, 32))
         assert torch.equal(mask[b, 0], ref[0] == 0)
 
@@ -99,7 +100,8 @@ def test_resized_crop_equals_torchvisions():
                           [7, 7, 25, 25], [1, 2, 31, 30], [4, 4, 16, 8], [0, 20, 32, 12]])
     ours = ops.resized_crop(FLOAT, boxes, 32)
     tensor = torch.stack([TV.resized_crop(x, *b.tolist(), [32, 32], InterpolationMode.BILINEAR,
-                                          antialias=True) for x, b in zip(FLOAT, boxes)])
+                                          antialias=True)
+                          for x, b in zip(FLOAT, boxes, strict=True)])
     pil = pil_each(lambda im, i: TV.resized_crop(im, *boxes[i].tolist(), [32, 32],
                                                  InterpolationMode.BILINEAR))
     assert levels(ours, tensor).max() <= 0.05
@@ -114,7 +116,7 @@ FACTORS = torch.tensor([0.6, 0.8, 1.0, 1.2, 1.4, 0.7, 1.3, 0.9])
 def test_colour_adjustments_equal_torchvisions(name: str):
     ours = getattr(ops, f"adjust_{name}")(FLOAT.clone(), FACTORS)
     ref_fn = getattr(TV, f"adjust_{name}")
-    tensor = torch.stack([ref_fn(x, float(f)) for x, f in zip(FLOAT, FACTORS)])
+    tensor = torch.stack([ref_fn(x, float(f)) for x, f in zip(FLOAT, FACTORS, strict=True)])
     pil = pil_each(lambda im, i: ref_fn(im, float(FACTORS[i])))
     assert levels(ours, tensor).max() <= 0.05
     assert levels(ours, pil).max() <= 1.1
@@ -124,7 +126,7 @@ def test_colour_adjustments_equal_torchvisions(name: str):
 def test_hue_grayscale_and_blur_equal_torchvisions():
     hue = torch.tensor([-0.1, -0.05, 0.0, 0.02, 0.05, 0.1, -0.07, 0.08])
     ours = ops.adjust_hue(FLOAT.clone(), hue)
-    tensor = torch.stack([TV.adjust_hue(x, float(h)) for x, h in zip(FLOAT, hue)])
+    tensor = torch.stack([TV.adjust_hue(x, float(h)) for x, h in zip(FLOAT, hue, strict=True)])
     pil = pil_each(lambda im, i: TV.adjust_hue(im, float(hue[i])))
     assert levels(ours, tensor).max() <= 0.05
     assert levels(ours, pil).max() <= 7 and levels(ours, pil).mean() <= 0.6
@@ -133,7 +135,7 @@ def test_hue_grayscale_and_blur_equal_torchvisions():
     sigma = torch.tensor([0.1, 0.5, 1.0, 1.5, 2.0, 0.3, 0.8, 1.9])
     blurred = ops.gaussian_blur(FLOAT, 3, sigma)
     tensor = torch.stack([TV.gaussian_blur(x, [3, 3], [float(s)] * 2)
-                          for x, s in zip(FLOAT, sigma)])
+                          for x, s in zip(FLOAT, sigma, strict=True)])
     assert levels(blurred, tensor).max() <= 0.05
     pil = pil_each(lambda im, i: TV.gaussian_blur(im, [3, 3], [float(sigma[i])] * 2))
     assert levels(blurred, pil).max() <= 1.1
