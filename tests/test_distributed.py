@@ -142,10 +142,11 @@ def test_two_process_training_run(tmp_path: Path, cifar10_shared_root: Path):
 
 
 def test_resume_with_another_world_size(tmp_path: Path, cifar10_shared_root: Path):
-    """Epoch 1 in one process, epoch 2 under torchrun with two; LA trains without heads."""
+    """Epoch 1 in one process, epoch 2 under torchrun with two; LA trains without heads,
+    on the device pipeline (each process holds the set and makes its share's views)."""
     run = tmp_path / "run"
-    fit(tiny_config(*SMALL, "loss.method=la"), cifar10_shared_root, run, device="cpu",
-        stop_after=1)
+    fit(tiny_config(*SMALL, "loss.method=la", "data.pipeline=device"), cifar10_shared_root,
+        run, device="cpu", stop_after=1)
     proc = torchrun(["-m", "balcon", "train", "--resume", str(run), "--device", "cpu"],
                     cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -125,6 +125,11 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
         _check_resume_data(resume_state, splits, run_dir)
     counts = splits.train.class_counts()
     objective = make_objective(cfg.loss, counts).to(dev)
+    sampler = EpochSampler(len(splits.train), seed=cfg.train.seed,
+                           num_replicas=ctx.world_size, rank=ctx.rank)
+    # before config.yaml is written: the device pipeline decodes every image here
+    train_loader = _train_loader(cfg, splits.train, objective.method.views, sampler,
+                                 local_batch, dev, ctx)
     model, optimizer = _build(cfg, splits.train.num_classes, dev, ctx)
     scaler = make_grad_scaler(dev, cfg.train.precision)
     pretrained_note, start_epoch = None, 0
@@ -135,11 +140,6 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
         pretrained_note = on_main(_start_new_run, cfg, model, run_dir)
     # DDP copies rank 0's weights (pretrained or resumed) to every rank
     train_model = ddp_wrap(model, dev, objective.method) if ctx.enabled else model
-    sampler = EpochSampler(len(splits.train), seed=cfg.train.seed,
-                           num_replicas=ctx.world_size, rank=ctx.rank)
-    with own_errors(ctx):  # the device pipeline decodes every image here, once
-        train_loader = _train_loader(cfg, splits.train, objective.method.views, sampler,
-                                     local_batch, dev, ctx)
     select_loader = eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx)
     records = broadcast_object(read_records(run_dir / "metrics.jsonl", start_epoch)
                                if ctx.is_main else [])
@@ -168,9 +168,10 @@ def _train_loader(cfg: Config, images: ImageSet, views: int, sampler: EpochSampl
                   batch: int, device: torch.device,
                   ctx: DistContext) -> DataLoader | DeviceLoader:
     """Batches of ``views`` views: per image in DataLoader workers, or made on the device
-    (``data.pipeline``); both take their keys from ``sampler`` (this rank's share)."""
+    (``data.pipeline``); both take their keys from ``sampler`` (this rank's share). Every
+    rank holds the whole set on its device; all agree on a decoding error."""
     if resolve_pipeline(cfg.data, device) == "device":
-        made = DeviceViews(images, cfg.data, views, cfg.train.seed, device)
+        made = on_every_rank(DeviceViews, images, cfg.data, views, cfg.train.seed, device)
         return DeviceLoader(made, sampler, batch)
     return DataLoader(make_train_dataset(images, cfg.data, views, cfg.train.seed),
                       batch_size=batch, sampler=sampler, drop_last=False,
