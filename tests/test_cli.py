@@ -82,6 +82,22 @@ def test_existing_run_directory_is_not_overwritten(capsys, tmp_path: Path,
     assert (run / "notes.txt").read_text() == "keep me"
 
 
+def test_corrupt_image_on_the_device_pipeline(capsys, tmp_path: Path, image_folder_root: Path):
+    """The device pipeline decodes every image before the run writes anything: the error
+    names the file, and the same --out works once it is fixed."""
+    bad = image_folder_root / "train" / "b" / "1.png"
+    bad.write_bytes(b"\x89PNG broken")
+    args = ["train", "--preset", "imagefolder-r32", "--data-dir", str(image_folder_root),
+            "--out", str(tmp_path / "run"), "--set", "model.encoder=resnet8", "--epochs", "1",
+            "--set", "data.pipeline=device", "--set", "train.batch_size=8"]
+    err = run_error(capsys, args)
+    assert "1.png" in err and "replace or remove" in err
+    assert not any((tmp_path / "run").iterdir())
+    Image.new("RGB", (40, 36)).save(bad)
+    assert main(args) == 0
+    assert "training views: device pipeline" in (tmp_path / "run" / "train.log").read_text()
+
+
 def test_corrupt_image_during_training(capsys, tmp_path: Path, image_folder_root: Path):
     bad = image_folder_root / "train" / "a" / "0.png"
     bad.write_bytes(b"\x89PNG broken")
@@ -89,7 +105,7 @@ def test_corrupt_image_during_training(capsys, tmp_path: Path, image_folder_root
         "train", "--preset", "cifar10-lt-r100", "--data-dir", str(image_folder_root),
         "--out", str(tmp_path / "run"), "--set", "data.dataset=imagefolder",
         "--set", "data.imbalance=null", "--set", "model.encoder=resnet8",
-        "--epochs", "1", "--set", "data.num_workers=1"])
+        "--epochs", "1", "--set", "data.num_workers=1", "--set", "data.pipeline=workers"])
     assert "0.png" in err and "replace or remove" in err
     # the run stopped before its first checkpoint: its log says why, and the same --out
     # can be used again once the image is fixed

@@ -162,8 +162,9 @@ def test_cutout_holes_and_normalisation():
 
 def test_pipeline_choice_and_refusals(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_pipeline(DataConfig(), cpu) == "workers"
+    assert resolve_pipeline(DataConfig(), cpu) == "device"  # measured faster on CPU too
     assert resolve_pipeline(DataConfig(), cuda) == "device"
+    assert resolve_pipeline(DataConfig(pipeline="workers"), cuda) == "workers"
     assert resolve_pipeline(DataConfig(view_style="imagenet", image_size=224), cuda) == "workers"
     assert resolve_pipeline(DataConfig(pipeline="device"), cpu) == "device"
     from balcon.config import Config, apply_overrides

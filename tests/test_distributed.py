@@ -176,7 +176,8 @@ def test_corrupt_image_in_one_rank_share_is_reported_by_that_rank(tmp_path: Path
     proc = torchrun(["-m", "balcon", "train", "--preset", "imagefolder-r32", "--device", "cpu",
                      "--data-dir", str(image_folder_root), "--out", str(tmp_path / "run"),
                      "--epochs", "1", "--set", "model.encoder=resnet8",
-                     "--set", "train.batch_size=4", "--set", "data.num_workers=0"], cwd=tmp_path)
+                     "--set", "train.batch_size=4", "--set", "data.num_workers=0",
+                     "--set", "data.pipeline=workers"], cwd=tmp_path)
     assert proc.returncode != 0
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("balcon: error:")]
     assert errors == [f"balcon: error: process 1: cannot read image {victim} "

@@ -114,9 +114,10 @@ def test_resume_equals_uninterrupted_run(finished_run: Path, tmp_path: Path):
 def test_same_weights_with_zero_and_two_workers(finished_run: Path, tmp_path: Path):
     data_dir = load_checkpoint(finished_run / "last.pt")["data_dir"]
     two = tmp_path / "two"
-    fit(tiny_config("data.num_workers=2"), data_dir, two, stop_after=1)
+    fit(tiny_config("data.num_workers=2", "data.pipeline=workers"), data_dir, two,
+        stop_after=1)
     zero = tmp_path / "zero"
-    fit(tiny_config(), data_dir, zero, stop_after=1)
+    fit(tiny_config("data.pipeline=workers"), data_dir, zero, stop_after=1)
     assert_same_weights(weights(two), weights(zero))
 
 

@@ -60,7 +60,7 @@ class DataConfig:
     as the published code) or ``mean`` (cut after: the dataset's mean colour).
     ``pipeline`` makes the training views per image in DataLoader workers (``workers``)
     or a batch at a time on the training device (``device``: the cifar views only; the
-    set is held there as uint8); ``auto`` picks ``device`` on CUDA for the cifar views.
+    set is held there as uint8); ``auto`` picks ``device`` for the cifar views.
     """
 
     dataset: str = "cifar10"

@@ -86,11 +86,12 @@ def _randint(u: Tensor, high: int | Tensor) -> Tensor:
 
 
 def resolve_pipeline(data: DataConfig, device: torch.device) -> str:
-    """``data.pipeline``, with ``auto`` made concrete: ``device`` for the 32-px views on
-    CUDA, ``workers`` elsewhere (on a 2-core CPU the two measured alike: BENCHMARKS.md)."""
+    """``data.pipeline``, with ``auto`` made concrete: ``device`` for the 32-px cifar views
+    (on CUDA, and on the CPU, where it measured faster than the workers too: BENCHMARKS.md,
+    "Views made on the device"), ``workers`` for the 224-px views."""
     if data.pipeline != "auto":
         return data.pipeline
-    return "device" if device.type == "cuda" and data.view_style == "cifar" else "workers"
+    return "device" if data.view_style == "cifar" else "workers"
 
 
 def _free_bytes(device: torch.device) -> int:
