@@ -45,7 +45,13 @@ def test_missing_data_folder(capsys, tmp_path: Path):
     err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(missing),
                              "--out", str(tmp_path / "run")])
     assert str(missing) in err and "--download" in err
-    assert not (tmp_path / "run").exists()
+    # the config is written first (a run directory can always be resumed); a run that
+    # never trained leaves its directory free for the corrected command
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert names <= {"config.yaml", "run.json", "train.log", ".lock"}
+    err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(missing),
+                             "--out", str(tmp_path / "run")])
+    assert "not empty" not in err
 
 
 def test_bad_override_key_and_value(capsys, tmp_path: Path):
@@ -83,8 +89,8 @@ def test_existing_run_directory_is_not_overwritten(capsys, tmp_path: Path,
 
 
 def test_corrupt_image_on_the_device_pipeline(capsys, tmp_path: Path, image_folder_root: Path):
-    """The device pipeline decodes every image before the run writes anything: the error
-    names the file, and the same --out works once it is fixed."""
+    """The device pipeline decodes every image before training: the error names the file,
+    the run directory holds only its config, and the same --out works once it is fixed."""
     bad = image_folder_root / "train" / "b" / "1.png"
     bad.write_bytes(b"\x89PNG broken")
     args = ["train", "--preset", "imagefolder-r32", "--data-dir", str(image_folder_root),
@@ -92,7 +98,8 @@ def test_corrupt_image_on_the_device_pipeline(capsys, tmp_path: Path, image_fold
             "--set", "data.pipeline=device", "--set", "train.batch_size=8"]
     err = run_error(capsys, args)
     assert "1.png" in err and "replace or remove" in err
-    assert not any((tmp_path / "run").iterdir())
+    assert {p.name for p in (tmp_path / "run").iterdir()} <= {"config.yaml", "run.json",
+                                                              ".lock"}
     Image.new("RGB", (40, 36)).save(bad)
     assert main(args) == 0
     assert "training views: device pipeline" in (tmp_path / "run" / "train.log").read_text()

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                     "an ImageFolder tree with train/ (and val/, test/), or the images "
                     "that split files list")
     tr.add_argument("--out", help="run directory (default runs/<preset>-<timestamp>)")
+    tr.add_argument("--continue", dest="continue_", action="store_true",
+                    help="requeue-safe: resume --out when it holds an unfinished run of this "
+                    "config, start it when --out is new or empty")
     _common(tr)
     tr.add_argument("--download", action="store_true", help="download CIFAR if it is absent")
     tr.add_argument("--epochs", type=int, help="train this many epochs, scaling the warm-up "
@@ -159,23 +162,60 @@ def _print_results(run_dir: Path, summary: dict) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from balcon.engine import fit, init_distributed, resume
+    from balcon.engine.distributed import on_main
 
     ctx, _ = init_distributed(args.device)
     if args.resume:
-        if args.overrides or args.epochs is not None or args.out:
-            raise BalconError("--resume continues a run as configured; drop --set, --epochs "
-                              "and --out (or start a new run)")
+        if args.overrides or args.epochs is not None or args.out or args.continue_:
+            raise BalconError("--resume continues a run as configured; drop --set, --epochs, "
+                              "--out and --continue (or start a new run)")
         result = resume(args.resume, data_dir=args.data_dir, device=args.device)
-        if result.already_finished and ctx.is_main:
-            print(f"{result.run_dir} already finished its {result.summary.get('epochs_run', '')} "
-                  "epochs; nothing to resume. Its results:")
     else:
         cfg = _config_for(args)
+        if args.continue_ and not args.out:
+            raise BalconError("--continue needs --out DIR: the run directory to continue")
         out = _run_dir(args.out, cfg.name)
-        result = fit(cfg, args.data_dir, out, device=args.device, download=args.download)
+        if args.continue_ and on_main(_holds_run_of, out, cfg):
+            result = resume(out, data_dir=args.data_dir, device=args.device)
+        else:
+            result = fit(cfg, args.data_dir, out, device=args.device, download=args.download)
+    if result.already_finished and ctx.is_main:
+        print(f"{result.run_dir} already finished its {result.summary.get('epochs_run', '')} "
+              "epochs; nothing to resume. Its results:")
     if ctx.is_main:
         _print_results(result.run_dir, result.summary)
     return 0
+
+
+def _holds_run_of(out: Path, cfg: Config) -> bool:
+    """For --continue: whether ``out`` holds a run of ``cfg`` (False: new or empty);
+    a run of another config is refused, naming the first difference."""
+    import yaml
+
+    if not (out / "config.yaml").is_file():
+        return False
+    try:
+        there = yaml.safe_load((out / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        raise BalconError(f"{out / 'config.yaml'} is unreadable; give --continue another "
+                          "--out") from None
+    here = cfg.to_dict()
+    if there == here:
+        return True
+    keys = ["name", *(f"{s}.{k}" for s, sec in here.items() if isinstance(sec, dict)
+                      for k in sec)]
+    first = next((k for k in keys if _get(there, k) != _get(here, k)), "config")
+    raise BalconError(
+        f"{out} holds a run of another config ({first} is {_get(there, first)!r} there, "
+        f"{_get(here, first)!r} here); give another --out, or resume it with balcon train "
+        f"--resume {out}"
+    )
+
+
+def _get(raw: object, dotted: str) -> object:
+    for part in dotted.split("."):
+        raw = raw.get(part) if isinstance(raw, dict) else None
+    return raw
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -258,10 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     own (:class:`~balcon.errors.RankError`); every process exits with the status.
     """
     from balcon.engine.distributed import context_from_env, shutdown
+    from balcon.engine.preempt import EX_TEMPFAIL, Preempted
 
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except Preempted as err:
+        if context_from_env().is_main:
+            print(f"balcon: stopped: {one_line(err)}", file=sys.stderr)
+        return EX_TEMPFAIL
     except BalconError as err:
         if context_from_env().is_main or isinstance(err, RankError):
             print(f"balcon: error: {one_line(err)}", file=sys.stderr)

@@ -139,6 +139,9 @@ def validate(cfg: Config, new_run: bool = True) -> None:
     _check(t.precision in PRECISIONS,
            f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     _check(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
+    _check(t.checkpoint_minutes is None or t.checkpoint_minutes > 0,
+           f"train.checkpoint_minutes must be > 0 or null (epoch ends only), "
+           f"got {t.checkpoint_minutes}")
     if not new_run:
         return
     late = [m for m in o.milestones if m >= t.epochs]

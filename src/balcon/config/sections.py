@@ -147,6 +147,8 @@ class TrainConfig:
 
     ``batch_size`` is global: under ``torchrun`` each of the N processes takes
     ``batch_size / N``. ``sync_bn`` turns BatchNorm into SyncBatchNorm in multi-GPU runs.
+    ``checkpoint_minutes``: minutes between mid-epoch ``last.pt`` writes (null: at epoch
+    ends only; a preemption signal always writes one).
     """
 
     epochs: int = 200
@@ -155,6 +157,7 @@ class TrainConfig:
     eval_every: int = 10
     seed: int = 0
     sync_bn: bool = False
+    checkpoint_minutes: float | None = 30.0
 
 
 @dataclass

@@ -56,7 +56,8 @@ class EpochSampler(DistributedSampler):
     by repeating its start so the N ranks get equal shares. The k-th batches of all
     ranks together are then the k-th slice of the permutation whatever N is, so the
     global batches do not depend on the number of processes. Call :meth:`set_epoch`
-    before each epoch; ``shuffle=False`` keeps index order.
+    before each epoch; ``shuffle=False`` keeps index order. ``set_epoch(e, skip=k)``
+    starts this rank's share of epoch e at its k-th sample (a resume mid-epoch).
     """
 
     def __init__(self, size: int, seed: int = 0, shuffle: bool = True, num_replicas: int = 1,
@@ -64,6 +65,15 @@ class EpochSampler(DistributedSampler):
         super().__init__(range(size), num_replicas=num_replicas, rank=rank, shuffle=shuffle,
                          seed=seed, drop_last=False)
         self.size = size
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Make the next pass epoch ``epoch``'s, without this rank's first ``skip`` samples."""
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         epoch = self.epoch
@@ -75,7 +85,8 @@ class EpochSampler(DistributedSampler):
             order = list(range(self.size))
         padding = self.total_size - len(order)
         order += (order * (padding // max(len(order), 1) + 1))[:padding]
-        return ((epoch, i) for i in order[self.rank:self.total_size:self.num_replicas])
+        mine = order[self.rank:self.total_size:self.num_replicas][self.skip:]
+        return ((epoch, i) for i in mine)
 
 
 class MultiViewDataset(Dataset):

@@ -1,32 +1,68 @@
 """Checkpoints: everything to resume a run exactly and to predict with class names.
 
 A checkpoint is a dict of tensors, numbers, strings and lists only, so it loads
-with ``torch.load(weights_only=True)`` on any device. Writes go to a temporary file
-that replaces the old one, so an interrupted save never destroys a checkpoint.
+with ``torch.load(weights_only=True)`` on any device. Writes are atomic and durable: a
+temporary file beside the target is written, flushed and fsynced, renamed over the
+target, and the directory fsynced, so a kill at any moment (even ``kill -9`` or a power
+cut after the rename) leaves either the old file or the new one, whole.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from balcon.errors import BalconError, load_failure
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "load_checkpoint",
+    "save_checkpoint",
+    "write_atomic",
+    "write_text_atomic",
+]
 
 CHECKPOINT_FORMAT = "balcon-checkpoint-1"
 REQUIRED = ("format", "epoch", "config", "class_names", "class_counts", "model")
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (with the format tag added) atomically to ``path``."""
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, make it durable and
+    rename it over ``path`` (the old content or the new, never a part)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """``path.write_text(text)``, atomically and durably."""
+    write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (with the format tag added) atomically and durably to ``path``."""
+    write_atomic(path, lambda f: torch.save({"format": CHECKPOINT_FORMAT, **state}, f))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -44,6 +44,16 @@ class Predictions:
     class_names: list[str]
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM, SIGINT and SIGUSR1 to the main process, which
+    stops at a step boundary and shuts them down (a signal sent to the whole process
+    group would otherwise kill a worker mid-batch and fail that step)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def loader_options(data: DataConfig, device: torch.device,
                    ctx: DistContext | None = None) -> dict[str, Any]:
     """DataLoader workers, pinned memory and persistent workers for ``device``.
@@ -56,7 +66,8 @@ def loader_options(data: DataConfig, device: torch.device,
     if workers is None:
         workers = default_num_workers(device, ctx.local_world_size)
     return dict(num_workers=workers, pin_memory=device.type == "cuda",
-                persistent_workers=workers > 0)
+                persistent_workers=workers > 0,
+                worker_init_fn=_ignore_stop_signals if workers > 0 else None)
 
 
 def eval_loader(images: ImageSet, data: DataConfig, device: torch.device,

@@ -4,8 +4,10 @@
 optimiser, loaders, resume state), then per epoch ``_train_epoch``, ``_evaluate`` (when
 due) and ``_save`` (checkpoints), then the report on the report split.
 
-The run directory holds ``config.yaml``, ``train.log``, ``metrics.jsonl`` (one JSON
-line per evaluation on the model-selection split), ``last.pt`` (every epoch),
+The run directory holds ``config.yaml`` and ``run.json`` (written first, before any data
+is read, so every run directory can be resumed), ``train.log``, ``metrics.jsonl`` (one
+JSON line per evaluation on the model-selection split), ``last.pt`` (every epoch, and
+mid-epoch every ``train.checkpoint_minutes`` and on a preemption signal),
 ``best.pt`` (best selection top-1 so far) and ``summary.json`` (last and best, and
 at the end the report on the test split). A run resumed from ``last.pt`` ends with
 the same weights as an uninterrupted one: the model is seeded, the shuffle and every
@@ -30,13 +32,14 @@ from typing import Any
 import torch
 
 from balcon.config import Config, config_from_dict
-from balcon.engine.checkpoint import load_checkpoint, save_checkpoint
-from balcon.engine.distributed import broadcast_buffers, init_distributed, on_main
+from balcon.engine.checkpoint import save_checkpoint, write_text_atomic
+from balcon.engine.distributed import broadcast_buffers, gather, init_distributed, on_main
+from balcon.engine.preempt import Preempted, StepControl
 from balcon.engine.prepare import Run, own_errors, prepare
-from balcon.engine.run_dir import LOG, RunLog, summarize
+from balcon.engine.run_dir import LOG, RunLock, RunLog, open_new_run, open_resume, summarize
 from balcon.engine.run_report import evaluate_split, finished_summary, fmt
 from balcon.engine.schedule import lr_at
-from balcon.engine.steps import train_one_epoch
+from balcon.engine.steps import EpochMeter, Interrupted, train_one_epoch
 from balcon.errors import BalconError, one_line
 
 __all__ = ["RunResult", "fit", "resume"]
@@ -60,29 +63,48 @@ def fit(
     download: bool = False,
     stop_after: int | None = None,
     _resume_state: dict[str, Any] | None = None,
+    _opened: bool = False,
 ) -> RunResult:
     """Train ``cfg`` on the data in ``data_dir``, writing the run directory ``run_dir``.
 
     Three phases: :func:`~balcon.engine.prepare.prepare` (data, model, optimiser,
-    resume state), the epochs (train, evaluate when due, checkpoint), the report.
+    resume state), the epochs (train, evaluate when due, checkpoint), the report. A new
+    run first takes the directory's lock and writes its config (rank 0). A preemption
+    signal stops the run at the next step with a checkpoint and :class:`Preempted`.
     ``stop_after`` ends the run after that many epochs (as if interrupted); it
     continues with :func:`resume`. Returns the run directory and its summary.
     """
-    run = prepare(cfg, data_dir, Path(run_dir), device, download, _resume_state)
-    epochs = cfg.train.epochs
+    run_dir = Path(run_dir)
+    init_distributed(device)
+    held: list[RunLock] = []  # rank 0's lock of a new run (resume() holds its own)
+    if not _opened:
+        on_main(lambda: held.append(open_new_run(cfg, data_dir, run_dir)))
+    try:
+        run = prepare(cfg, data_dir, run_dir, device, download, _resume_state)
+        return _train(run, stop_after)
+    finally:
+        for lock in held:
+            lock.release()
+
+
+def _train(run: Run, stop_after: int | None) -> RunResult:
+    """The epochs and the report of a prepared run, logged to its train.log."""
+    cfg, epochs = run.cfg, run.cfg.train.epochs
     last = min(epochs, stop_after) if stop_after is not None else epochs
     summary = summarize(run.records, run.splits.selection_split) if run.records else {}
     log = RunLog(run.run_dir, enabled=run.ctx.is_main)
     try:
         _log_start(run)
-        for epoch in range(run.start_epoch, last):
-            stats = _train_epoch(run, epoch)
-            broadcast_buffers(run.model)  # evaluate and save rank 0's BatchNorm statistics
-            record = _evaluate(run, epoch + 1, stats)
-            _save(run, epoch + 1, record)
-            if record is not None and epoch + 1 < epochs:
-                summary = summarize(run.records, run.splits.selection_split)
-                _write_summary(run, summary)
+        with StepControl(run.ctx, cfg.train.checkpoint_minutes) as control:
+            for epoch in range(run.start_epoch, last):
+                stats = _train_epoch(run, epoch, control)
+                broadcast_buffers(run.model)  # evaluate and save rank 0's BatchNorm statistics
+                record = _evaluate(run, epoch, stats, control)
+                _save(run, epoch + 1, record)
+                control.checkpointed()
+                if record is not None and epoch + 1 < epochs:
+                    summary = summarize(run.records, run.splits.selection_split)
+                    _write_summary(run, summary)
         if last == epochs and run.records:  # the last epoch is done (now, or before a resume)
             if run.start_epoch >= epochs:
                 LOG.info("all %d epochs done; finishing the report", epochs)
@@ -126,19 +148,38 @@ def _log_start(run: Run) -> None:
                  splits.report_split)
 
 
-def _train_epoch(run: Run, epoch: int) -> dict[str, Any]:
-    """Train epoch ``epoch`` (0-based) with the per-batch lr; log and return its stats
+def _train_epoch(run: Run, epoch: int, control: StepControl) -> dict[str, Any]:
+    """Train epoch ``epoch`` (0-based, or its rest after a mid-epoch resume) with the
+    per-batch lr; checkpoint mid-epoch when ``control`` asks; log and return its stats
     (with ``lr``, the epoch's last)."""
-    cfg, epochs, steps = run.cfg, run.cfg.train.epochs, len(run.train_loader)
-    run.sampler.set_epoch(epoch)
+    cfg, epochs, steps = run.cfg, run.cfg.train.epochs, _steps_per_epoch(run)
+    partial = run.partial if epoch == run.start_epoch else None
     lr = lr_at(cfg.optim, epoch, epochs, steps_per_epoch=steps)  # the epoch's last
+    if partial is not None and "stats" in partial:  # only its evaluation was left
+        return partial["stats"]
+    start = partial["step"] if partial else 0
+    run.sampler.set_epoch(epoch, skip=start * run.train_loader.batch_size)
+
+    def after_step(meter: EpochMeter) -> bool:
+        stop, due = control.poll()
+        if stop or due:
+            _save_mid_epoch(run, epoch, meter.state())
+            control.checkpointed()
+        return stop
+
     with own_errors(run.ctx):
-        stats = {"lr": lr, **train_one_epoch(
+        result = train_one_epoch(
             run.train_model, run.train_loader, run.objective, run.optimizer, run.scaler,
             run.device, cfg.train.precision, desc=f"epoch {epoch + 1}/{epochs}",
             channels_last=cfg.model.channels_last, ctx=run.ctx,
             lr_of_step=lambda step: lr_at(cfg.optim, epoch, epochs, step, steps),
-        )}
+            resume=partial, after_step=after_step,
+        )
+    if isinstance(result, EpochMeter):
+        raise Preempted(f"preempted at epoch {epoch + 1} step {result.step} "
+                        f"({control.signal_name}); continue with balcon train --resume "
+                        f"{run.run_dir}")
+    stats = {"lr": lr, **result}
     LOG.info("epoch %d/%d lr %.4g loss %.4f (cls %.4f, con %s) train-acc %.2f "
              "%.0f img/s %.1fs (data wait %.0f%%)", epoch + 1, epochs, stats["lr"],
              stats["loss"], stats["loss_cls"], fmt(stats["loss_con"], ".4f"),
@@ -152,19 +193,55 @@ def _train_epoch(run: Run, epoch: int) -> dict[str, Any]:
     return stats
 
 
-def _evaluate(run: Run, done: int, stats: dict[str, Any]) -> dict[str, Any] | None:
-    """After ``done`` epochs: the selection-split record when an evaluation is due."""
+def _steps_per_epoch(run: Run) -> int:
+    """Batches of a whole epoch for this rank (the loader may be mid-epoch)."""
+    return math.ceil(run.sampler.num_samples / run.train_loader.batch_size)
+
+
+def _evaluate(run: Run, epoch: int, stats: dict[str, Any],
+              control: StepControl) -> dict[str, Any] | None:
+    """After epoch ``epoch`` (0-based): the selection-split record when an evaluation is
+    due. A stop request abandons it: the checkpoint then holds the epoch's stats, and a
+    resume evaluates."""
+    done = epoch + 1
     if done % run.cfg.train.eval_every and done != run.cfg.train.epochs:
         return None
     split = run.splits.selection_split
-    with own_errors(run.ctx):
-        metrics = evaluate_split(run.model, run.select_loader, run.counts, run.cfg,
-                                 run.device, run.ctx, split)
+    try:
+        with own_errors(run.ctx):
+            metrics = evaluate_split(run.model, run.select_loader, run.counts, run.cfg,
+                                     run.device, run.ctx, split,
+                                     stop=lambda: control.poll()[0])
+    except Interrupted:
+        _save_mid_epoch(run, epoch, {"stats": stats})
+        raise Preempted(f"preempted at epoch {done} step {_steps_per_epoch(run)} "
+                        f"({control.signal_name}, before its evaluation); continue with "
+                        f"balcon train --resume {run.run_dir}") from None
     record = {"epoch": done, "split": split, **stats, **metrics}
     LOG.info("eval epoch %d on %s: top1 %.2f top%d %.2f many %s medium %s few %s",
              done, split, record["top1"], record["top5_k"], record["top5"],
              fmt(record["many"]), fmt(record["medium"]), fmt(record["few"]))
     return record
+
+
+def _state(run: Run, epoch: int) -> dict[str, Any]:
+    """What every checkpoint holds: the run, the weights, optimiser, scaler and RNG."""
+    return {**run.base_state, "epoch": epoch, "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
+            "rng": torch.get_rng_state(), "world_size": run.ctx.world_size}
+
+
+def _save_mid_epoch(run: Run, epoch: int, part: dict[str, Any]) -> None:
+    """``last.pt`` inside epoch ``epoch`` (0-based): every rank's sums so far (gathered to
+    rank 0) and its step, or, with ``stats``, the whole epoch's stats."""
+    if "stats" in part:
+        extra = {"epoch_stats": part["stats"]}
+    else:
+        sums = gather(part["sums"].to(run.device)[None]).cpu()
+        extra = {"step": part["step"], "epoch_sums": sums,
+                 "epoch_time": [part["waited"], part["elapsed"]]}
+    if run.ctx.is_main:
+        save_checkpoint(run.run_dir / "last.pt", {**_state(run, epoch), **extra})
 
 
 def _save(run: Run, done: int, record: dict[str, Any] | None) -> None:
@@ -175,9 +252,7 @@ def _save(run: Run, done: int, record: dict[str, Any] | None) -> None:
         run.records.append(record)
     if not run.ctx.is_main:
         return
-    state = {**run.base_state, "epoch": done, "model": run.model.state_dict(),
-             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
-             "rng": torch.get_rng_state()}
+    state = _state(run, done)
     if record is not None:
         if record["top1"] > best_before:
             save_checkpoint(run.run_dir / "best.pt", state)
@@ -188,43 +263,58 @@ def _save(run: Run, done: int, record: dict[str, Any] | None) -> None:
 
 def _write_summary(run: Run, summary: dict[str, Any]) -> None:
     if run.ctx.is_main:
-        (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(run.run_dir / "summary.json", json.dumps(summary, indent=2))
+
+
 
 
 def resume(
     run_dir: str | Path, data_dir: str | Path | None = None, device: str | None = None,
     stop_after: int | None = None,
 ) -> RunResult:
-    """Continue the run in ``run_dir`` from its ``last.pt`` to its configured end.
+    """Continue the run in ``run_dir`` to its configured end: from its ``last.pt`` (an
+    epoch end or mid-epoch), or, when the run wrote only its config, from the start.
 
-    Rank 0 reads the checkpoint and shares it, so in a multi-node run only rank 0
-    needs the run directory. Any number of processes may resume any run.
+    Rank 0 takes the directory's lock, reads the checkpoint and shares it, so in a
+    multi-node run only rank 0 needs the run directory. Any number of processes may
+    resume from an epoch end; a mid-epoch checkpoint needs the count that wrote it.
     """
     run_dir = Path(run_dir)
     init_distributed(device)
+    held: list[RunLock] = []
 
     def read() -> dict[str, Any]:
-        if not (run_dir / "last.pt").is_file():
-            raise BalconError(
-                f"{run_dir} holds no last.pt; --resume takes a run directory balcon wrote"
-            )
-        return load_checkpoint(run_dir / "last.pt")
+        lock, state = open_resume(run_dir)
+        held.append(lock)
+        return state
 
-    state = on_main(read)
-    cfg = config_from_dict(state["config"], source=f"{run_dir / 'last.pt'}", new_run=False)
-    if int(state["epoch"]) >= cfg.train.epochs:  # nothing to train: report what it left
+    try:
+        state = on_main(read)
+        cfg = config_from_dict(state["config"], source=str(run_dir / "config.yaml"),
+                               new_run=False)
+        data_dir = data_dir if data_dir is not None else state.get("data_dir")
+        if "model" not in state:  # only the config: start from the beginning
+            return fit(cfg, data_dir, run_dir, device=device, stop_after=stop_after,
+                       _opened=True)
+        if int(state["epoch"]) >= cfg.train.epochs and not state.get("step"):
+            summary = on_main(_finished_summary, run_dir, int(state["epoch"]))
+            if summary:
+                return RunResult(run_dir, summary, already_finished=True)
+            # stopped between its last checkpoint and its report: fit() finishes the report
+        return fit(cfg, data_dir, run_dir, device=device, stop_after=stop_after,
+                   _resume_state=state, _opened=True)
+    finally:
+        for lock in held:
+            lock.release()
 
-        def read_summary() -> dict[str, Any]:
-            try:
-                summary = json.loads((run_dir / "summary.json").read_text())
-            except (OSError, ValueError):
-                return {}
-            return summary if isinstance(summary, dict) else {}
 
-        summary = on_main(read_summary)
-        if summary.get("finished") and summary.get("epochs_run") == int(state["epoch"]):
-            return RunResult(run_dir, summary, already_finished=True)
-        # stopped between its last checkpoint and its report: fit() finishes the report
-    data_dir = data_dir if data_dir is not None else state.get("data_dir")
-    return fit(cfg, data_dir, run_dir, device=device, stop_after=stop_after,
-               _resume_state=state)
+def _finished_summary(run_dir: Path, epochs: int) -> dict[str, Any]:
+    """summary.json of a run that finished its ``epochs`` and its report, else {}."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if isinstance(summary, dict) and summary.get("finished") and \
+            summary.get("epochs_run") == epochs:
+        return summary
+    return {}

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from balcon import __version__
-from balcon.config import Config, config_to_yaml
+from balcon.config import Config
 from balcon.data import DataSplits, EpochSampler, ImageSet, load_image_sets, make_train_dataset
 from balcon.data.device_views import DeviceLoader, DeviceViews, resolve_pipeline
 from balcon.engine.device import check_precision, make_grad_scaler
@@ -35,7 +35,7 @@ from balcon.engine.distributed import (
 )
 from balcon.engine.evaluate import eval_loader, loader_options
 from balcon.engine.objective import Objective, make_objective
-from balcon.engine.run_dir import check_new_run_dir, read_records
+from balcon.engine.run_dir import read_records
 from balcon.errors import BalconError, RankError, one_line
 from balcon.models import BCLModel, build_model, load_pretrained
 
@@ -69,6 +69,9 @@ class Run:
     base_state: dict[str, Any]
     #: how the encoder's pretrained weights were loaded (new runs with model.pretrained)
     pretrained_note: str | None = None
+    #: the interrupted part of epoch ``start_epoch`` (a resume mid-epoch): this rank's
+    #: ``EpochMeter.state()``, or ``{"stats": ...}`` when only its evaluation was left
+    partial: dict[str, Any] | None = None
 
     @property
     def counts(self) -> list[int]:
@@ -119,25 +122,26 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
     check_precision(dev, cfg.train.precision)
     local_batch = _local_batch(cfg, ctx)
     splits = _load_data(cfg, data_dir, ctx, download)
-    if resume_state is None:
-        on_main(check_new_run_dir, run_dir)
-    else:
-        _check_resume_data(resume_state, splits, run_dir)
+    if resume_state is not None:
+        _check_resume_data(resume_state, splits, run_dir, ctx)
     counts = splits.train.class_counts()
     objective = make_objective(cfg.loss, counts).to(dev)
     sampler = EpochSampler(len(splits.train), seed=cfg.train.seed,
                            num_replicas=ctx.world_size, rank=ctx.rank)
-    # before config.yaml is written: the device pipeline decodes every image here
+    # the device pipeline decodes every image here (an unreadable one stops the run
+    # before it trains, so its directory may be reused)
     train_loader = _train_loader(cfg, splits.train, objective.method.views, sampler,
                                  local_batch, dev, ctx)
     model, optimizer = _build(cfg, splits.train.num_classes, dev, ctx)
     scaler = make_grad_scaler(dev, cfg.train.precision)
-    pretrained_note, start_epoch = None, 0
+    pretrained_note, start_epoch, partial = None, 0, None
     if resume_state is not None:
         _restore(resume_state, model, optimizer, scaler, run_dir)
         start_epoch = int(resume_state["epoch"])
-    else:
-        pretrained_note = on_main(_start_new_run, cfg, model, run_dir)
+        partial = _partial_epoch(resume_state, ctx)
+    elif cfg.model.pretrained is not None:  # rank 0 loads them; DDP shares them
+        pretrained_note = on_main(load_pretrained, model.encoder, cfg.model.pretrained,
+                                  cfg.model.encoder)
     # DDP copies rank 0's weights (pretrained or resumed) to every rank
     train_model = ddp_wrap(model, dev, objective.method) if ctx.enabled else model
     select_loader = eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx)
@@ -151,7 +155,7 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
     }
     return Run(cfg, run_dir, ctx, dev, splits, objective, model, train_model, optimizer,
                scaler, sampler, train_loader, select_loader, start_epoch, records,
-               base_state, pretrained_note)
+               base_state, pretrained_note, partial)
 
 
 def _local_batch(cfg: Config, ctx: DistContext) -> int:
@@ -207,7 +211,25 @@ def _build(cfg: Config, num_classes: int, device: torch.device,
     return model, optimizer  # type: ignore[return-value]
 
 
-def _check_resume_data(state: dict[str, Any], splits: DataSplits, run_dir: Path) -> None:
+def _partial_epoch(state: dict[str, Any], ctx: DistContext) -> dict[str, Any] | None:
+    """This rank's part of an epoch a checkpoint interrupted (None at an epoch end)."""
+    if "epoch_stats" in state:
+        return {"stats": state["epoch_stats"]}
+    if not state.get("step"):
+        return None
+    waited, elapsed = state["epoch_time"]
+    return {"step": int(state["step"]), "sums": state["epoch_sums"][ctx.rank],
+            "waited": waited, "elapsed": elapsed}
+
+
+def _check_resume_data(state: dict[str, Any], splits: DataSplits, run_dir: Path,
+                       ctx: DistContext) -> None:
+    stopped_by = int(state.get("world_size", ctx.world_size))
+    if (state.get("step") or "epoch_stats" in state) and stopped_by != ctx.world_size:
+        raise BalconError(
+            f"{run_dir} stopped mid-epoch with {stopped_by} processes; resume it with "
+            f"{stopped_by} (torchrun --nproc_per_node {stopped_by}), or from an epoch end"
+        )
     train_set: ImageSet = splits.train
     if state["class_names"] != train_set.class_names or \
             state["class_counts"] != train_set.class_counts():
@@ -235,11 +257,3 @@ def _restore(state: dict[str, Any], model: BCLModel, optimizer: torch.optim.Opti
             f"{run_dir / 'last.pt'} does not fit the model and optimizer its config "
             "describes; it is incompatible (start a new run)"
         ) from None
-
-
-def _start_new_run(cfg: Config, model: BCLModel, run_dir: Path) -> str | None:
-    """Rank 0: write config.yaml, load pretrained encoder weights (DDP shares them)."""
-    (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
-    if cfg.model.pretrained is None:
-        return None
-    return load_pretrained(model.encoder, cfg.model.pretrained, cfg.model.encoder)

@@ -7,15 +7,32 @@ and, once a run ends, the final report on the report split.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-from balcon.errors import BalconError
+from balcon import __version__
+from balcon.config import Config, config_to_yaml
+from balcon.engine.checkpoint import write_text_atomic
+from balcon.errors import BalconError, one_line
 
-__all__ = ["LOG", "RunLog", "check_new_run_dir", "read_records", "result_row", "summarize"]
+__all__ = [
+    "LOCK",
+    "LOG",
+    "RunLock",
+    "RunLog",
+    "check_new_run_dir",
+    "open_new_run",
+    "open_resume",
+    "read_records",
+    "result_row",
+    "summarize",
+]
 
 LOG = logging.getLogger("balcon")
 #: The keys of a result that summaries and tables carry.
@@ -45,6 +62,42 @@ class RunLog:
             h.close()
         LOG.setLevel(self.level)
         LOG.propagate = self.propagate
+
+
+#: The lock file of a run directory: whoever holds its flock writes the run.
+LOCK = ".lock"
+
+
+class RunLock:
+    """One writer per run: an exclusive ``flock`` on ``RUN_DIR/.lock`` for the run's life.
+
+    The file names the holder (PID and host); the OS drops the lock when the holder
+    dies, so a lock left by a dead process never blocks (the file stays, unlocked).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK
+        self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the run's life
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise BalconError(
+                f"run directory {run_dir} is in use by {holder}; wait for it to end or stop "
+                "it (one process writes a run)"
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        """Unlock (also what the OS does when the process dies)."""
+        if not self.file.closed:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
 
 
 def result_row(metrics: dict[str, Any], split: str) -> dict[str, Any]:
@@ -78,8 +131,9 @@ def read_records(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
     return kept
 
 
-#: What a run leaves when it stops before its first epoch ends: nothing worth keeping.
-STOPPED_BEFORE_FIRST_EPOCH = {"config.yaml", "train.log"}
+#: The files of a run that has not trained yet (or stopped, on an error, before its
+#: first checkpoint): a new run may take such a directory over.
+NOT_YET_TRAINED = {"config.yaml", "run.json", "train.log"}
 
 
 def _stopped(log: Path) -> bool:
@@ -91,27 +145,106 @@ def _stopped(log: Path) -> bool:
     return bool(lines) and " stopped: " in lines[-1]
 
 
-def check_new_run_dir(run_dir: Path) -> None:
-    """Create ``run_dir``, refusing a file or a directory that already holds a run.
+def _contents(run_dir: Path) -> set[str]:
+    """The names in ``run_dir`` but its lock file and the temporaries of cut writes."""
+    if not run_dir.is_dir():
+        return set()
+    return {p.name for p in run_dir.iterdir()
+            if p.name != LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
 
-    A directory holding only what a run leaves when an error or Ctrl-C stops it before
-    its first checkpoint (``config.yaml``, and a ``train.log`` ending in "stopped: ...")
-    is emptied and reused; a run still in its first epoch has no such line.
+
+def check_new_run_dir(run_dir: Path) -> set[str]:
+    """Refuse a file, or a directory holding anything but a run that never trained.
+
+    A run that never trained left at most ``config.yaml``, ``run.json`` and a
+    ``train.log`` ending in "stopped: ..." (an error before its first checkpoint, say a
+    corrupt image or a wrong --data-dir); a new run may take its directory over. Returns
+    what is there to remove.
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise BalconError(f"--out {run_dir} is a file; give a directory")
-    leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    if leftovers == STOPPED_BEFORE_FIRST_EPOCH and _stopped(run_dir / "train.log"):
-        # a run that stopped before its first checkpoint (say, at a corrupt image): start over
-        for name in leftovers:
-            (run_dir / name).unlink()
-    elif leftovers:
+    names = _contents(run_dir)
+    log = run_dir / "train.log"
+    if names and not (names <= NOT_YET_TRAINED and (not log.exists() or _stopped(log))):
         raise BalconError(
             f"run directory {run_dir} is not empty; choose another --out, or continue it "
-            f"with balcon train --resume {run_dir}"
+            f"with balcon train --resume {run_dir} (or the same command with --continue)"
         )
+    return names
+
+
+def _write_run_files(cfg: Config, data_dir: str | Path | None, run_dir: Path) -> None:
+    """``config.yaml`` (resolved) and ``run.json`` (the data folder), atomically."""
+    write_text_atomic(run_dir / "config.yaml", config_to_yaml(cfg))
+    info = {"data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+            "balcon_version": __version__}
+    write_text_atomic(run_dir / "run.json", json.dumps(info, indent=2))
+
+
+def open_new_run(cfg: Config, data_dir: str | Path | None, run_dir: Path) -> RunLock:
+    """Rank 0, first thing of a new run: create ``run_dir`` (see :func:`check_new_run_dir`),
+    take its lock and write its config and data folder, so that from here on the
+    directory can be resumed whatever happens. Returns the lock (held until released)."""
+    check_new_run_dir(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise BalconError(f"cannot create run directory {run_dir} ({err.strerror}); "
                           "choose another --out") from None
+    lock = RunLock(run_dir)  # refuses a run still being set up there
+    try:
+        for name in check_new_run_dir(run_dir):  # under the lock: a run that never trained
+            (run_dir / name).unlink()
+        _write_run_files(cfg, data_dir, run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files of writes a kill cut short (the lock holder is the only writer)."""
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def open_resume(run_dir: Path) -> tuple[RunLock, dict[str, Any]]:
+    """Rank 0 of ``--resume``: the lock of ``run_dir`` and what to resume from: its
+    ``last.pt``, or, when the run wrote only its config, ``{"config", "data_dir"}``."""
+    from balcon.engine.checkpoint import load_checkpoint
+
+    if not (run_dir / "config.yaml").is_file() and not (run_dir / "last.pt").is_file():
+        raise BalconError(f"{run_dir} holds no run (no config.yaml, no last.pt); --resume "
+                          "takes a run directory balcon wrote")
+    lock = RunLock(run_dir)
+    try:
+        _remove_stale_temporaries(run_dir)
+        if (run_dir / "last.pt").is_file():
+            try:
+                return lock, load_checkpoint(run_dir / "last.pt")
+            except BalconError as err:
+                raise BalconError(
+                    f"{run_dir / 'last.pt'} is truncated or corrupt ({one_line(err)}); delete "
+                    f"it to start {run_dir} again from the beginning with --resume, or "
+                    "restore it from a backup"
+                ) from None
+        return lock, _config_only(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _config_only(run_dir: Path) -> dict[str, Any]:
+    """A run that wrote its config and nothing else: its config and data folder."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+        info = json.loads((run_dir / "run.json").read_text()) \
+            if (run_dir / "run.json").is_file() else {}
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise BalconError(f"{run_dir / 'config.yaml'} is unreadable ({type(err).__name__}); "
+                          "fix it or start a new run") from None
+    if not isinstance(raw, dict) or not isinstance(info, dict):
+        raise BalconError(f"{run_dir / 'config.yaml'} is not a balcon config; start a new run")
+    return {"config": raw, "data_dir": info.get("data_dir")}

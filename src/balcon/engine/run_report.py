@@ -8,6 +8,7 @@ accuracy by class name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,12 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def evaluate_split(model: BCLModel, loader: DataLoader, counts: list[int], cfg: Config,
-                   device: torch.device, ctx: DistContext, desc: str) -> dict[str, Any]:
-    """Metrics of ``model`` on the whole set of ``loader`` (sharded over the ranks)."""
+                   device: torch.device, ctx: DistContext, desc: str,
+                   stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Metrics of ``model`` on the whole set of ``loader`` (sharded over the ranks);
+    ``stop`` as in :func:`~balcon.engine.steps.predict`."""
     logits, labels = predict(model, loader, device, cfg.train.precision, desc=desc,
-                             channels_last=cfg.model.channels_last, ctx=ctx)
+                             channels_last=cfg.model.channels_last, ctx=ctx, stop=stop)
     return classification_metrics(logits, labels, counts)
 
 

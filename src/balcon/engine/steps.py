@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +20,11 @@ from balcon.engine.device import autocast
 from balcon.engine.distributed import DistContext, all_reduce_sum, gather
 from balcon.engine.objective import Objective, objective_loss
 
-__all__ = ["EpochMeter", "predict", "train_one_epoch", "train_step"]
+__all__ = ["EpochMeter", "Interrupted", "predict", "train_one_epoch", "train_step"]
+
+
+class Interrupted(Exception):  # noqa: N818 - what happened, not an error
+    """A pass abandoned because the run was asked to stop."""
 
 
 def _progress(loader: DataLoader, desc: str, show: bool = True) -> tqdm:
@@ -32,25 +37,36 @@ class EpochMeter:
 
     ``batches()`` yields the loader's batches and times the wait for each; ``add``
     sums one step's losses and correct predictions on the device (no host sync);
-    ``result()`` reduces the sums over all processes.
+    ``result()`` reduces the sums over all processes. An epoch resumed mid-way starts
+    from the ``state()`` of its interrupted part: its first step and its sums.
     """
 
     def __init__(self, loader: DataLoader, desc: str, device: torch.device,
-                 ctx: DistContext) -> None:
+                 ctx: DistContext, state: dict[str, Any] | None = None) -> None:
         self.loader, self.device, self.ctx = loader, device, ctx
-        self.sums = torch.zeros(5, device=device)  # loss, cls loss, con loss, correct, images
-        self.waited = 0.0  # seconds spent waiting for the data loader
-        self.start = time.perf_counter()
+        state = state or {}
+        self.first_step = int(state.get("step", 0))
+        # loss, cls loss, con loss, correct, images
+        self.sums = (state["sums"].to(device) if "sums" in state
+                     else torch.zeros(5, device=device))
+        self.waited = float(state.get("waited", 0.0))  # seconds spent waiting for data
+        self.start = time.perf_counter() - float(state.get("elapsed", 0.0))
         self.bar = _progress(loader, desc, show=ctx.is_main)
+        self.step = self.first_step
 
     def batches(self) -> Iterator[tuple[int, tuple[list[Tensor], Tensor]]]:
-        """``(step, (views, labels))`` for each batch of the epoch."""
+        """``(step, (views, labels))`` for each remaining batch of the epoch."""
         batches = iter(self.bar)
-        for step in range(len(self.loader)):
+        for step in range(self.first_step, self.first_step + len(self.loader)):
             tick = time.perf_counter()
             batch = next(batches)
             self.waited += time.perf_counter() - tick
             yield step, batch
+
+    def state(self) -> dict[str, Any]:
+        """Where the epoch stands: steps done, this rank's sums, its time so far."""
+        return {"step": self.step, "sums": self.sums.detach().cpu().clone(),
+                "waited": self.waited, "elapsed": time.perf_counter() - self.start}
 
     @torch.no_grad()
     def add(self, step: int, losses: tuple[Tensor, Tensor, Tensor], correct: Tensor,
@@ -59,7 +75,9 @@ class EpochMeter:
         loss, loss_cls, loss_con = (x.detach() * batch for x in losses)
         self.sums += torch.stack([loss, loss_cls, loss_con, correct.float(),
                                   torch.tensor(float(batch), device=self.device)])
-        if not self.bar.disable and (step % 10 == 0 or step == len(self.loader) - 1):
+        self.step = step + 1
+        if not self.bar.disable and (step % 10 == 0 or self.step == self.first_step
+                                     + len(self.loader)):
             s = self.sums.tolist()
             rate = s[4] * self.ctx.world_size / (time.perf_counter() - self.start)
             self.bar.set_postfix(loss=f"{s[0] / s[4]:.3f}", acc=f"{100 * s[3] / s[4]:.1f}",
@@ -119,11 +137,17 @@ def train_one_epoch(
     channels_last: bool = False,
     ctx: DistContext | None = None,
     lr_of_step: Callable[[int], float] | None = None,
-) -> dict[str, float | None]:
+    resume: dict[str, Any] | None = None,
+    after_step: Callable[[EpochMeter], bool] | None = None,
+) -> dict[str, float | None] | EpochMeter:
     """Train for one pass over ``loader``; returns mean losses, accuracy and speed.
 
     ``lr_of_step(step)`` (0-based batch of this epoch), when given, sets the learning
     rate of every parameter group before each batch (the per-batch warm-up).
+    ``resume`` (an :meth:`EpochMeter.state`) continues an epoch interrupted after that
+    many steps; ``loader`` then yields only the remaining batches. ``after_step(meter)``
+    runs after every step; when it returns True the epoch stops there and the meter
+    (its ``state()``, not reduced over the ranks) is returned instead of the stats.
 
     Speed: ``images_per_s`` (training images, each with all its views, over all
     ranks) and ``data_wait_share``, the fraction of the epoch this process spent
@@ -136,7 +160,7 @@ def train_one_epoch(
     """
     ctx = ctx or DistContext()
     model.train()
-    meter = EpochMeter(loader, desc, device, ctx)
+    meter = EpochMeter(loader, desc, device, ctx, resume)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for step, (views, labels) in meter.batches():
         if lr_of_step is not None:
@@ -148,6 +172,9 @@ def train_one_epoch(
         losses, correct = train_step(model, images, labels, objective, optimizer, scaler,
                                      precision)
         meter.add(step, losses, correct, labels.shape[0])
+        if after_step is not None and after_step(meter):
+            meter.bar.close()
+            return meter
     return meter.result(objective.contrastive)
 
 
@@ -155,8 +182,12 @@ def train_one_epoch(
 def predict(
     model: nn.Module, loader: DataLoader, device: torch.device, precision: str,
     desc: str = "eval", channels_last: bool = False, ctx: DistContext | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Float32 logits (N, C) and labels (N,) of the whole set of ``loader``, on the CPU.
+
+    ``stop()``, asked after each batch (on every rank alike), abandons the pass with
+    :class:`Interrupted` (a preempted run must stop within seconds).
 
     In a multi-process run ``loader`` holds a ``DistributedSampler`` (no shuffle):
     each rank predicts its share, the shares are gathered, the sampler's padding
@@ -171,6 +202,8 @@ def predict(
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         with autocast(device, precision):
             logits = model.predict(images)
+        if stop is not None and stop():
+            raise Interrupted("evaluation")
         if ctx.enabled:  # gathered on the device below
             all_logits.append(logits.float())
             all_labels.append(labels.to(device))
