@@ -24,7 +24,7 @@ from balcon.config import (
     preset_base,
     preset_yaml,
 )
-from balcon.errors import BalconError, RankError, one_line
+from balcon.errors import EX_TEMPFAIL, BalconError, Preempted, RankError, one_line
 from balcon.methods import METHODS
 
 __all__ = ["main"]
@@ -287,6 +287,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_on_signals_until_training() -> None:
+    """Until a run's own handlers take over (at its first step boundary), SIGTERM, SIGINT
+    and SIGUSR1 stop ``train`` at once with status 75 (nothing is half-written then)."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise Preempted(f"preempted ({signal.Signals(signum).name}) before training; run "
+                        "the same command again (--continue resumes a run directory)")
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, stop)
+
+
 COMMANDS = {"presets": _cmd_presets, "train": _cmd_train, "eval": _cmd_eval,
             "predict": _cmd_predict, "demo": _cmd_demo}
 
@@ -297,18 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     Under torchrun only rank 0 prints the errors every process meets, a process its
     own (:class:`~balcon.errors.RankError`); every process exits with the status.
     """
-    from balcon.engine.distributed import context_from_env, shutdown
-    from balcon.engine.preempt import EX_TEMPFAIL, Preempted
-
     args = _parser().parse_args(argv)
+    if args.command in ("train", "demo"):
+        _stop_on_signals_until_training()
+
     try:
         return COMMANDS[args.command](args)
     except Preempted as err:
-        if context_from_env().is_main:
+        if _is_main():
             print(f"balcon: stopped: {one_line(err)}", file=sys.stderr)
         return EX_TEMPFAIL
     except BalconError as err:
-        if context_from_env().is_main or isinstance(err, RankError):
+        if _is_main() or isinstance(err, RankError):
             print(f"balcon: error: {one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -316,7 +329,17 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
-        shutdown()
+        if "torch" in sys.modules:
+            from balcon.engine.distributed import shutdown
+
+            shutdown()
+
+
+def _is_main() -> bool:
+    """Rank 0 of a torchrun, or a single process (from the environment: no torch needed)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 if __name__ == "__main__":

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BalconError", "RankError", "load_failure", "one_line", "short_reason"]
+__all__ = [
+    "EX_TEMPFAIL",
+    "BalconError",
+    "Preempted",
+    "RankError",
+    "load_failure",
+    "one_line",
+    "short_reason",
+]
 
 
 class BalconError(Exception):
@@ -46,3 +54,12 @@ def load_failure(err: BaseException) -> str:
     if isinstance(err, KeyError | EOFError | UnicodeDecodeError):
         return "not a file torch.save wrote"
     return short_reason(err)
+
+
+#: The exit status of a preempted run: "temporary failure, run it again" (sysexits.h).
+EX_TEMPFAIL = 75
+
+
+class Preempted(BalconError):
+    """A run stopped on a signal (SIGTERM, SIGINT, SIGUSR1) with its checkpoints intact;
+    ``balcon train --resume`` (or the same command with ``--continue``) continues it."""

@@ -75,27 +75,30 @@ def fit(
     continues with :func:`resume`. Returns the run directory and its summary.
     """
     run_dir = Path(run_dir)
-    init_distributed(device)
+    ctx, _ = init_distributed(device)
     held: list[RunLock] = []  # rank 0's lock of a new run (resume() holds its own)
     if not _opened:
         on_main(lambda: held.append(open_new_run(cfg, data_dir, run_dir)))
+    hint = f"continue with balcon train --resume {run_dir}"
     try:
-        run = prepare(cfg, data_dir, run_dir, device, download, _resume_state)
-        return _train(run, stop_after)
+        with StepControl(ctx, cfg.train.checkpoint_minutes, hint) as control:
+            run = prepare(cfg, data_dir, run_dir, device, download, _resume_state)
+            return _train(run, stop_after, control)
     finally:
         for lock in held:
             lock.release()
 
 
-def _train(run: Run, stop_after: int | None) -> RunResult:
-    """The epochs and the report of a prepared run, logged to its train.log."""
+def _train(run: Run, stop_after: int | None, control: StepControl) -> RunResult:
+    """The epochs and the report of a prepared run, logged to its train.log; signals are
+    handled at step boundaries during the epochs, at once elsewhere."""
     cfg, epochs = run.cfg, run.cfg.train.epochs
     last = min(epochs, stop_after) if stop_after is not None else epochs
     summary = summarize(run.records, run.splits.selection_split) if run.records else {}
     log = RunLog(run.run_dir, enabled=run.ctx.is_main)
     try:
         _log_start(run)
-        with StepControl(run.ctx, cfg.train.checkpoint_minutes) as control:
+        with control.steps():
             for epoch in range(run.start_epoch, last):
                 stats = _train_epoch(run, epoch, control)
                 broadcast_buffers(run.model)  # evaluate and save rank 0's BatchNorm statistics

@@ -4,7 +4,9 @@ Clusters preempt a job with SIGTERM (SLURM: ``--signal``), SIGUSR1, or the user 
 Ctrl-C (SIGINT). While a run trains, :class:`StepControl` turns each of these into a
 request: the current step finishes, the run writes a checkpoint of exactly that point
 and stops with :class:`Preempted` (the command exits with status 75, EX_TEMPFAIL: run
-it again). A second Ctrl-C stops at once. ``train.checkpoint_minutes`` asks for a
+it again). Outside the training loop (reading the data, the final report) nothing is
+half-written, so a signal stops the run at once with :class:`Preempted` (status 75),
+its last checkpoint intact. A second Ctrl-C stops at once. ``train.checkpoint_minutes`` asks for a
 mid-epoch ``last.pt`` by the clock the same way. In a multi-process run the requests
 are agreed at every step boundary (one small all-reduce), so every rank stops, or
 checkpoints, at the same step.
@@ -12,27 +14,23 @@ checkpoints, at the same step.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from types import FrameType
 
 import torch
 import torch.distributed as dist
 
 from balcon.engine.distributed import DistContext
-from balcon.errors import BalconError
+from balcon.errors import EX_TEMPFAIL, Preempted
 
 __all__ = ["EX_TEMPFAIL", "SIGNALS", "Preempted", "StepControl"]
 
-#: The exit status of a preempted run: "temporary failure, run it again" (sysexits.h).
-EX_TEMPFAIL = 75
 #: The signals that stop a run at the next step boundary with a checkpoint.
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-
-
-class Preempted(BalconError):
-    """A run stopped on a signal after checkpointing; ``--resume`` continues it."""
 
 
 class StepControl:
@@ -47,11 +45,14 @@ class StepControl:
         checkpoint_minutes: minutes between mid-epoch checkpoints (None: epoch ends only).
     """
 
-    def __init__(self, ctx: DistContext, checkpoint_minutes: float | None) -> None:
+    def __init__(self, ctx: DistContext, checkpoint_minutes: float | None,
+                 resume_hint: str = "") -> None:
         self.ctx = ctx
         self.interval = None if checkpoint_minutes is None else 60.0 * checkpoint_minutes
         self.signal: int | None = None
         self.last_checkpoint = time.monotonic()
+        self.resume_hint = resume_hint
+        self.deferring = False
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StepControl:
@@ -69,6 +70,19 @@ class StepControl:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.signal = signum
+        if not self.deferring:
+            raise Preempted(f"preempted ({self.signal_name}) outside a training step; "
+                            f"{self.resume_hint}")
+
+    @contextlib.contextmanager
+    def steps(self) -> Iterator[StepControl]:
+        """Within: a signal is a request that :meth:`poll` reports at the next step
+        boundary (one that came before is reported at the first)."""
+        self.deferring = True
+        try:
+            yield self
+        finally:
+            self.deferring = False
 
     def poll(self) -> tuple[bool, bool]:
         """``(stop, checkpoint)`` at this step boundary, the same on every rank."""

@@ -1,0 +1,270 @@
+"""Long runs on clusters: preemption signals, mid-epoch resume, kill -9, requeue, one writer.
+
+Every interrupted run is resumed and must end with the uninterrupted run's weights, bit
+for bit (CPU). The reference runs are the tiny digits run of ``tiny`` below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from balcon.cli import main
+from balcon.config import apply_overrides, compress_schedule
+from balcon.engine import fit, load_checkpoint, resume
+from balcon.engine.preempt import StepControl
+from balcon.engine.run_dir import RunLock
+from balcon.errors import BalconError, Preempted
+from balcon.presets import load_preset
+
+#: A small digits run: 2 epochs of 17 steps (batch 32), evaluation every epoch.
+SMALL = ["model.head_hidden=16", "model.head_dim=8", "train.eval_every=1",
+         "data.num_workers=0"]
+
+
+def tiny(*extra: str, epochs: int = 2):
+    return apply_overrides(compress_schedule(load_preset("digits-lt-demo"), epochs),
+                           [*SMALL, *extra])
+
+
+def args_of(cfg_extra: list[str], run: Path, epochs: int = 2) -> list[str]:
+    """``balcon train`` arguments of ``tiny(*cfg_extra)`` into ``run``."""
+    out = ["train", "--preset", "digits-lt-demo", "--epochs", str(epochs), "--out", str(run),
+           "--device", "cpu"]
+    for item in (*SMALL, *cfg_extra):
+        out += ["--set", item]
+    return out
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "last.pt")["model"]
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, dict[str, torch.Tensor]]:
+    """Uninterrupted runs' final weights, per pipeline."""
+    root = tmp_path_factory.mktemp("reference")
+    out = {}
+    for pipeline in ("workers", "device"):
+        fit(tiny(f"data.pipeline={pipeline}"), None, root / pipeline, device="cpu")
+        out[pipeline] = weights(root / pipeline)
+    return out
+
+
+def stop_at(monkeypatch, poll: int, due_at: int | None = None) -> None:
+    """Make the ``poll``-th step-boundary check ask to stop (as a signal would), and the
+    ``due_at``-th ask for a checkpoint by the clock."""
+    count = {"n": 0}
+
+    def fake(self: StepControl) -> tuple[bool, bool]:
+        count["n"] += 1
+        if count["n"] == poll:
+            self.signal = signal.SIGTERM
+        return self.signal is not None, count["n"] == due_at
+
+    monkeypatch.setattr(StepControl, "poll", fake)
+
+
+@pytest.mark.parametrize("pipeline,poll", [
+    ("workers", 7),   # mid-epoch 1: the data loader then skips 7 batches
+    ("device", 24),   # later: in epoch 2 or its evaluation
+    ("workers", 0),   # 0: during epoch 1's evaluation (the training part done)
+])
+def test_preempted_run_resumes_bit_exactly(monkeypatch, tmp_path: Path, reference, pipeline,
+                                           poll):
+    run = tmp_path / "run"
+    if poll:
+        stop_at(monkeypatch, poll)
+    else:
+        fit_module = sys.modules["balcon.engine.fit"]
+        real = fit_module.evaluate_split
+        monkeypatch.setattr(fit_module, "evaluate_split",
+                            lambda *a, stop=None, **k: real(*a, stop=lambda: True, **k))
+    with pytest.raises(Preempted, match="preempted at epoch"):
+        fit(tiny(f"data.pipeline={pipeline}"), None, run, device="cpu")
+    assert "stopped: preempted at epoch" in (run / "train.log").read_text()
+    state = load_checkpoint(run / "last.pt")
+    assert state.get("step") or "epoch_stats" in state
+    assert ("epoch_stats" in state) == (poll == 0)
+    monkeypatch.undo()
+    resume(run, device="cpu")
+    assert same(weights(run), reference[pipeline])
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+
+
+def test_checkpoint_by_the_clock_then_a_crash(monkeypatch, tmp_path: Path, reference):
+    """A mid-epoch last.pt written by the clock is resumable after a crash."""
+    run = tmp_path / "run"
+    count = {"n": 0}
+
+    def fake(self: StepControl) -> tuple[bool, bool]:
+        count["n"] += 1
+        if count["n"] == 12:
+            raise RuntimeError("the machine died")
+        return False, count["n"] == 10
+
+    monkeypatch.setattr(StepControl, "poll", fake)
+    with pytest.raises(RuntimeError):
+        fit(tiny("data.pipeline=device"), None, run, device="cpu")
+    assert load_checkpoint(run / "last.pt")["step"] == 10
+    monkeypatch.undo()
+    resume(run, device="cpu")
+    assert same(weights(run), reference["device"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
+def test_signals_stop_with_status_75_and_resume(tmp_path: Path, reference, sig):
+    """A real signal to a real ``balcon train``: it stops within seconds, status 75, the log
+    says where; ``--resume`` ends where the uninterrupted run ends."""
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "balcon", *args_of(
+        ["data.pipeline=device"], run)], env=env, stderr=subprocess.PIPE, text=True)
+    log = run / "train.log"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and "epoch 1/2" in log.read_text()):  # the first epoch is done
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 75, err
+    assert err.strip().splitlines()[-1].startswith("balcon: stopped: preempted")
+    assert "stopped: preempted at epoch" in log.read_text()
+    assert main(["train", "--resume", str(run), "--device", "cpu"]) == 0
+    assert same(weights(run), reference["device"])
+
+
+def test_kill_9_anywhere(tmp_path: Path, reference):
+    """SIGKILL at random moments (and during a checkpoint write), resume after each: the
+    run ends with the uninterrupted run's weights. Children are forked from this process,
+    which has torch loaded, so each restart is quick."""
+    run = tmp_path / "run"
+    rng = random.Random(0)
+    kills, moments = 0, []
+    args = args_of(["data.pipeline=device", "train.checkpoint_minutes=0.002"], run)
+    while True:
+        first = not run.exists() or not (run / "config.yaml").exists()
+        slow_write = kills == 3  # this child writes its checkpoints slowly: kill inside one
+        pid = os.fork()
+        if pid == 0:  # the child: train (or resume) and exit with its status
+            if slow_write:
+                _slow_checkpoint_writes()
+            code = main(args if first else ["train", "--resume", str(run), "--device", "cpu"])
+            os._exit(code)
+        delay = 0.9 if slow_write else rng.uniform(0.15, 0.9)
+        time.sleep(delay)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:  # finished before the kill
+            assert os.waitstatus_to_exitcode(status) == 0
+            break
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        kills += 1
+        moments.append(round(delay, 2))
+        assert kills < 40
+    assert same(weights(run), reference["device"])
+    assert kills >= 10, moments
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] and summary["epochs_run"] == 2
+
+
+def _slow_checkpoint_writes() -> None:
+    """Make every checkpoint write pause halfway (a kill then lands inside a write)."""
+    import balcon.engine.checkpoint as ckpt
+
+    real = torch.save
+
+    def slow(obj, f, *a, **k):
+        real(obj, f, *a, **k)
+        f.flush()
+        time.sleep(0.3)  # the temporary file is written, not yet renamed
+
+    ckpt.torch.save = slow  # type: ignore[attr-defined]
+
+
+def test_one_writer_per_run(tmp_path: Path):
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = RunLock(run)
+    with pytest.raises(BalconError, match=f"is in use by process {os.getpid()} on "):
+        RunLock(run)
+    assert main(args_of([], run)) == 2  # also through the command line
+    lock.release()
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from balcon.engine.run_dir import RunLock;"
+        f" lock = RunLock(Path({str(run)!r})); print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "locked"
+    with pytest.raises(BalconError, match=f"process {child.pid} on"):
+        RunLock(run)
+    child.kill()
+    child.wait()
+    RunLock(run).release()  # a dead holder's lock never blocks
+
+
+def test_continue_requeues_the_same_command(tmp_path: Path, reference, capsys):
+    run = tmp_path / "run"
+    command = [*args_of(["data.pipeline=device"], run), "--continue"]
+    assert main(command) == 0  # new: starts
+    assert same(weights(run), reference["device"])
+    assert main(command) == 0  # finished: nothing to do
+    assert "already finished" in capsys.readouterr().out
+    other = [*args_of(["data.pipeline=device", "optim.lr=0.1"], run), "--continue"]
+    assert main(other) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds a run of another config (optim.lr is 0.05 there, 0.1 here)" in err
+    assert "\n" not in err
+
+
+def test_config_first_and_a_run_that_wrote_only_its_config(monkeypatch, tmp_path: Path,
+                                                           reference):
+    """The config is on disk before any data is read; --resume of such a directory starts
+    from the beginning, and --continue does the same."""
+    run = tmp_path / "run"
+
+    def no_data(*a, **k):
+        assert (run / "config.yaml").is_file() and (run / "run.json").is_file()
+        raise BalconError("the data is on a disk that went away")
+
+    monkeypatch.setattr("balcon.engine.prepare.load_image_sets", no_data)
+    with pytest.raises(BalconError, match="went away"):
+        fit(tiny("data.pipeline=device"), None, run, device="cpu")
+    monkeypatch.undo()
+    assert not (run / "last.pt").exists()
+    assert main(["train", "--resume", str(run), "--device", "cpu"]) == 0
+    assert same(weights(run), reference["device"])
+
+
+def test_corrupt_last_pt_and_a_mid_epoch_checkpoint_of_other_processes(
+        monkeypatch, tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    stop_at(monkeypatch, 5)
+    with pytest.raises(Preempted):
+        fit(tiny("data.pipeline=device"), None, run, device="cpu")
+    monkeypatch.undo()
+    state = load_checkpoint(run / "last.pt")
+    torch.save({**state, "world_size": 2}, run / "last.pt")
+    assert main(["train", "--resume", str(run), "--device", "cpu"]) == 2
+    assert "stopped mid-epoch with 2 processes; resume it with 2" in capsys.readouterr().err
+    data = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 2])
+    assert main(["train", "--resume", str(run), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{run / 'last.pt'} is truncated or corrupt" in err and "delete it" in err
+    assert "\n" not in err
