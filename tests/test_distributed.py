@@ -221,3 +221,58 @@ def test_two_nodes_of_one_process_each(tmp_path: Path, cifar10_shared_root: Path
     assert [json.loads(line)["epoch"] for line in
             (run / "metrics.jsonl").read_text().splitlines()] == [1]
     assert "run directory:" in outputs[0][0] and "run directory:" not in outputs[1][0]
+
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def test_two_process_preemption_resumes_bit_exactly(tmp_path: Path, cifar10_shared_root: Path):
+    """SIGTERM to one of two processes: both stop at the same step with one checkpoint
+    (each rank's partial sums in it), and resuming with two processes ends with the
+    uninterrupted two-process run's weights, bit for bit."""
+    import signal
+    import time
+
+    def args(run: Path) -> list[str]:
+        out = ["-m", "balcon", "train", "--preset", "cifar10-lt-r100", "--device", "cpu",
+               "--data-dir", str(cifar10_shared_root), "--out", str(run), "--epochs", "2"]
+        for item in (*TINY, *SMALL, "train.batch_size=16"):
+            out += ["--set", item]
+        return out
+
+    proc = torchrun(args(tmp_path / "ref"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              "--nproc_per_node", "2", *args(run)], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run / "train.log"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and "epoch 1/2" in log.read_text()):
+        assert agent.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    workers = _children(agent.pid)
+    assert len(workers) == 2
+    os.kill(max(workers), signal.SIGTERM)  # one process only: the ranks agree
+    _, err = agent.communicate(timeout=60)
+    assert "stopped: preempted at epoch" in log.read_text(), err[-2000:]
+    state = load_checkpoint(run / "last.pt")
+    assert state["world_size"] == 2
+    if state.get("step"):
+        assert state["epoch_sums"].shape == (2, 5)
+    proc = torchrun(["-m", "balcon", "train", "--resume", str(run), "--device", "cpu"],
+                    cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref, resumed = load_checkpoint(tmp_path / "ref" / "last.pt"), load_checkpoint(run / "last.pt")
+    assert all(torch.equal(ref["model"][k], resumed["model"][k]) for k in ref["model"])

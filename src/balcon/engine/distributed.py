@@ -32,6 +32,7 @@ from balcon.methods import Method
 __all__ = [
     "DistContext",
     "all_reduce_sum",
+    "barrier",
     "broadcast_buffers",
     "broadcast_object",
     "context_from_env",
@@ -151,6 +152,12 @@ def gather_with_grad(tensor: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if _active():
+        dist.barrier()
+
+
 def gather(tensor: Tensor) -> Tensor:
     """Every rank's ``tensor`` (same shape everywhere) concatenated along dim 0."""
     if not _active():

@@ -33,7 +33,13 @@ import torch
 
 from balcon.config import Config, config_from_dict
 from balcon.engine.checkpoint import save_checkpoint, write_text_atomic
-from balcon.engine.distributed import broadcast_buffers, gather, init_distributed, on_main
+from balcon.engine.distributed import (
+    barrier,
+    broadcast_buffers,
+    gather,
+    init_distributed,
+    on_main,
+)
 from balcon.engine.preempt import Preempted, StepControl
 from balcon.engine.prepare import Run, own_errors, prepare
 from balcon.engine.run_dir import LOG, RunLock, RunLog, open_new_run, open_resume, summarize
@@ -245,6 +251,7 @@ def _save_mid_epoch(run: Run, epoch: int, part: dict[str, Any]) -> None:
                  "epoch_time": [part["waited"], part["elapsed"]]}
     if run.ctx.is_main:
         save_checkpoint(run.run_dir / "last.pt", {**_state(run, epoch), **extra})
+    barrier()  # no rank leaves (and gets torchrun to stop the others) before it is written
 
 
 def _save(run: Run, done: int, record: dict[str, Any] | None) -> None:
