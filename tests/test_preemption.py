@@ -80,6 +80,7 @@ def stop_at(monkeypatch, poll: int, due_at: int | None = None) -> None:
 
 @pytest.mark.parametrize("pipeline,poll", [
     ("workers", 7),   # mid-epoch 1: the data loader then skips 7 batches
+    ("device", 17),   # after epoch 1's last step (17 of 17): nothing left but to evaluate
     ("device", 24),   # later: in epoch 2 or its evaluation
     ("workers", 0),   # 0: during epoch 1's evaluation (the training part done)
 ])
@@ -150,36 +151,69 @@ def test_signals_stop_with_status_75_and_resume(tmp_path: Path, reference, sig):
     assert same(weights(run), reference["device"])
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _wait_for(condition, pid: int, limit: float = 60.0) -> bool:
+    """Poll ``condition()`` until true (True) or until the child ``pid`` ends (False)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return False
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return True
+
+
 def test_kill_9_anywhere(tmp_path: Path, reference):
-    """SIGKILL at random moments (and during a checkpoint write), resume after each: the
-    run ends with the uninterrupted run's weights. Children are forked from this process,
-    which has torch loaded, so each restart is quick."""
+    """SIGKILL until the run ends (at least 10 times), resuming after each: before the
+    first checkpoint, inside a checkpoint write, and just after each new checkpoint (in
+    a step, an evaluation or the next write); the run ends with the uninterrupted run's
+    weights. Children are forked from this process, which has torch loaded, so a
+    restart is quick."""
     run = tmp_path / "run"
     rng = random.Random(0)
-    kills, moments = 0, []
     args = args_of(["data.pipeline=device", "train.checkpoint_minutes=0.002"], run)
+    moments: list[str] = []
     while True:
-        first = not run.exists() or not (run / "config.yaml").exists()
-        slow_write = kills == 3  # this child writes its checkpoints slowly: kill inside one
+        kill = len(moments)
+        before = _stamp(run / "last.pt")
+        slow_write = kill == 3
         pid = os.fork()
         if pid == 0:  # the child: train (or resume) and exit with its status
             if slow_write:
                 _slow_checkpoint_writes()
-            code = main(args if first else ["train", "--resume", str(run), "--device", "cpu"])
-            os._exit(code)
-        delay = 0.9 if slow_write else rng.uniform(0.15, 0.9)
-        time.sleep(delay)
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:  # finished before the kill
+            fresh = not (run / "config.yaml").exists()
+            os._exit(main(args if fresh else ["train", "--resume", str(run), "--device", "cpu"]))
+        if kill == 0:  # before any checkpoint
+            time.sleep(rng.uniform(0.05, 0.3))
+            moment = "before the first checkpoint"
+        elif slow_write:  # inside a checkpoint write: its temporary file exists
+            assert _wait_for(lambda: any(run.glob(".last.pt.*.tmp")), pid)
+            moment = "inside a checkpoint write"
+        else:  # just after a new checkpoint, in a step, an evaluation or the next write
+            alive = _wait_for(lambda b=before: _stamp(run / "last.pt") != b, pid)
+            if not alive:  # the run ended
+                break
+            time.sleep(rng.uniform(0.0, 0.1))
+            moment = "after a new checkpoint"
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status):  # it ended just before the kill
             assert os.waitstatus_to_exitcode(status) == 0
             break
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        kills += 1
-        moments.append(round(delay, 2))
-        assert kills < 40
+        moments.append(moment)
+        assert len(moments) < 60
+    assert len(moments) >= 10, moments
+    assert moments[0] == "before the first checkpoint"
+    assert "inside a checkpoint write" in moments
+    main(["train", "--resume", str(run), "--device", "cpu"])  # finished already, or ends it
     assert same(weights(run), reference["device"])
-    assert kills >= 10, moments
     summary = json.loads((run / "summary.json").read_text())
     assert summary["finished"] and summary["epochs_run"] == 2
 

@@ -73,7 +73,7 @@ class EpochSampler(DistributedSampler):
         self.skip = skip
 
     def __len__(self) -> int:
-        return self.num_samples - self.skip
+        return max(0, self.num_samples - self.skip)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         epoch = self.epoch
