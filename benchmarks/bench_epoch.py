@@ -10,9 +10,11 @@ losses, backward, SGD) per step, fed by
 - ``floor``: resident random tensors of the same shape (no view making at all), the
   model-only floor the pipelines are measured against;
 
-each in fp32 and bf16 (and, on CUDA, bf16 + channels_last). A row is the mean of
-``--steps`` timed steps after ``--warmup`` untimed ones (workers started, kernels tuned),
-times the preset's steps per epoch; on CUDA every step ends with a synchronisation.
+each in fp32 and bf16 (and, on CUDA, bf16 + channels_last). The three are prepared side
+by side and timed in ``--rounds`` interleaved rounds (so a slow spell of a shared machine
+hits all alike); a round is the mean of ``--steps`` timed steps after ``--warmup``
+untimed ones; a row is the median round times the preset's steps per epoch. On CUDA
+every step ends with a synchronisation.
 The data: ``--preset`` (default ``cifar10-lt-r100``) read from ``--data-dir``, the
 method ``--method`` (default ``bcl``: three views). ``--compile`` also times the floor
 and the device pipeline with ``torch.compile`` of the model.
@@ -20,8 +22,8 @@ and the device pipeline with ``torch.compile`` of the model.
 Command line (from the repository root)::
 
     python benchmarks/bench_epoch.py --data-dir DATA [--preset cifar10-lt-r100]
-        [--method bcl] [--steps 10] [--warmup 3] [--device cpu|cuda] [--compile]
-        [--out results.md]
+        [--method bcl] [--steps 4] [--warmup 1] [--rounds 3] [--device cpu|cuda]
+        [--compile] [--out results.md]
 
 It prints (and with ``--out`` writes) a markdown table.
 """
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -90,35 +93,48 @@ def endless(loader):
 
 
 def measure(args: argparse.Namespace) -> list[dict]:
+    """Per precision setting: the three pipelines prepared side by side, then timed in
+    ``--rounds`` interleaved rounds (A, B, C, A, B, C, ...), so that a slow spell of a
+    shared machine hits all three alike; each row is the median round."""
     rows = []
     device = torch.device(args.device)
     settings = [("fp32", "off", False), ("bf16", "bf16", False)]
     if device.type == "cuda":
         settings.append(("bf16 + channels_last", "bf16", True))
+    pipelines = ["workers", "device", "floor"]
+    if args.compile:
+        pipelines += ["device + torch.compile", "floor + torch.compile"]
     for label, precision, channels_last in settings:
-        for pipeline in ("workers", "device", "floor"):
-            cfg = apply_overrides(load_preset(args.preset), [
-                f"loss.method={args.method}", f"train.precision={precision}",
-                f"model.channels_last={str(channels_last).lower()}",
-                f"data.pipeline={'device' if pipeline == 'floor' else pipeline}"])
-            with tempfile.TemporaryDirectory() as tmp:
-                run = prepare(cfg, args.data_dir, Path(tmp) / "run", args.device, False, None)
-                steps_per_epoch = len(run.train_loader)
-                batch = run.train_loader.batch_size
-                views = run.objective.method.views
-                compiled = [False, True] if args.compile and pipeline != "workers" else [False]
-                for use_compile in compiled:
-                    model = torch.compile(run.train_model) if use_compile else None
-                    source = (resident(run, batch, views) if pipeline == "floor"
-                              else endless(run.train_loader))
-                    step = time_steps(run, source, args.steps, args.warmup, precision,
-                                      channels_last, model)
-                    name = pipeline + (" + torch.compile" if use_compile else "")
-                    rows.append({"setting": label, "pipeline": name, "step_s": step,
-                                 "epoch_s": step * steps_per_epoch,
-                                 "images_s": batch * views / step})
-                    print(f"{label:22s} {name:26s} {step * steps_per_epoch:8.2f} s/epoch",
-                          flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            setups = {}
+            for name in pipelines:
+                base = name.split(" ")[0]
+                cfg = apply_overrides(load_preset(args.preset), [
+                    f"loss.method={args.method}", f"train.precision={precision}",
+                    f"model.channels_last={str(channels_last).lower()}",
+                    f"data.pipeline={'device' if base == 'floor' else base}"])
+                run = prepare(cfg, args.data_dir, Path(tmp) / name.replace(" ", "_"),
+                              args.device, False, None)
+                batch, views = run.train_loader.batch_size, run.objective.method.views
+                source = (resident(run, batch, views) if base == "floor"
+                          else endless(run.train_loader))
+                model = torch.compile(run.train_model) if "compile" in name else None
+                setups[name] = (run, source, model)
+            times: dict[str, list[float]] = {name: [] for name in pipelines}
+            for _ in range(args.rounds):
+                for name, (run, source, model) in setups.items():
+                    times[name].append(time_steps(run, source, args.steps, args.warmup,
+                                                  precision, channels_last, model))
+            for name, (run, _, _) in setups.items():
+                step = statistics.median(times[name])
+                epoch = step * len(run.train_loader)
+                rows.append({"setting": label, "pipeline": name, "step_s": step,
+                             "epoch_s": epoch,
+                             "images_s": run.train_loader.batch_size
+                             * run.objective.method.views / step})
+                rounds = ", ".join(f"{t * len(run.train_loader):.1f}" for t in times[name])
+                print(f"{label:22s} {name:26s} {epoch:8.2f} s/epoch (rounds: {rounds})",
+                      flush=True)
     return rows
 
 
@@ -132,7 +148,8 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     device = (torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_model())
     head = (f"bench_epoch.py, {datetime.date.today()}, {device}, torch {torch.__version__}, "
             f"{platform.python_version()}; preset {args.preset}, method {args.method}, "
-            f"{args.steps} timed steps after {args.warmup}")
+            f"median of {args.rounds} interleaved rounds of {args.steps} timed steps after "
+            f"{args.warmup}")
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -141,8 +158,9 @@ def main() -> None:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--preset", default="cifar10-lt-r100")
     p.add_argument("--method", default="bcl")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=4, help="timed steps per round")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps per round")
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--out")

@@ -34,7 +34,7 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
 fi
 for method in bcl la ce; do
   case $method in bcl) limit=${BCL_S:-270} ;; la) limit=${LA_S:-110} ;; ce) limit=${CE_S:-110} ;; esac
-  rm -rf "${out:?}/$method"
+  rm -rf "${out:?}/$method" "$out/$method.seconds"
   start=$(date +%s.%N)
   timeout "$limit" python3 -m balcon train --preset cifar10-lt-r100 --data-dir "$data" \
     --out "$out/$method" $schedule --set loss.method="$method" --set data.pipeline=auto \

@@ -127,26 +127,37 @@ def test_checkpoint_by_the_clock_then_a_crash(monkeypatch, tmp_path: Path, refer
     assert same(weights(run), reference["device"])
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1])
-def test_signals_stop_with_status_75_and_resume(tmp_path: Path, reference, sig):
-    """A real signal to a real ``balcon train``: it stops within seconds, status 75, the log
-    says where; ``--resume`` ends where the uninterrupted run ends."""
-    run = tmp_path / "run"
+def test_signals_stop_with_status_75_and_resume(tmp_path: Path, reference):
+    """SIGTERM, SIGINT and SIGUSR1, each to a real ``balcon train`` (run side by side):
+    each stops within seconds with status 75, its log saying where; ``--resume`` of one
+    ends where the uninterrupted run ends."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "balcon", *args_of(
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+    runs = {sig: tmp_path / signal.Signals(sig).name for sig in sigs}
+    procs = {sig: subprocess.Popen([sys.executable, "-m", "balcon", *args_of(
         ["data.pipeline=device"], run)], env=env, stderr=subprocess.PIPE, text=True)
-    log = run / "train.log"
-    deadline = time.monotonic() + 120
-    while not (log.exists() and "epoch 1/2" in log.read_text()):  # the first epoch is done
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    sent = time.monotonic()
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
-    assert time.monotonic() - sent < 10
-    assert proc.returncode == 75, err
-    assert err.strip().splitlines()[-1].startswith("balcon: stopped: preempted")
-    assert "stopped: preempted at epoch" in log.read_text()
+        for sig, run in runs.items()}
+    sent: dict[int, float] = {}
+    ended: dict[int, float] = {}
+    deadline = time.monotonic() + 180
+    while len(ended) < len(procs):  # signal each as soon as its epoch 1 is done
+        for sig, proc in procs.items():
+            log = runs[sig] / "train.log"
+            if sig not in sent and log.exists() and "epoch 1/2" in log.read_text():
+                proc.send_signal(sig)
+                sent[sig] = time.monotonic()
+            if proc.poll() is not None and sig not in ended:
+                assert sig in sent, "the run ended before its signal"
+                ended[sig] = time.monotonic()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    for sig, proc in procs.items():
+        err = proc.stderr.read()
+        assert ended[sig] - sent[sig] < 10
+        assert proc.returncode == 75, err
+        assert err.strip().splitlines()[-1].startswith("balcon: stopped: preempted")
+        assert "stopped: preempted at epoch" in (runs[sig] / "train.log").read_text()
+    run = runs[signal.SIGTERM]
     assert main(["train", "--resume", str(run), "--device", "cpu"]) == 0
     assert same(weights(run), reference["device"])
 
