@@ -8,17 +8,17 @@
 set -u
 root=$1
 rm -rf "$root" && mkdir -p "$root"
-balcon() { python3 -m balcon "$@"; }
+balcon=(python3 -m balcon)  # run directly, so that $! is the trainer itself
 start=$(date +%s)
-balcon train --preset digits-lt-demo --epochs 20 --out "$root/full" > "$root/full.out" 2>&1
+"${balcon[@]}" train --preset digits-lt-demo --epochs 20 --out "$root/full" > "$root/full.out" 2>&1
 echo "uninterrupted: exit $? after $(( $(date +%s) - start )) s"
 first=1
 for delay in 3 6 5 8 4 7 5 9 6 5; do
   if [ $first = 1 ]; then
-    balcon train --preset digits-lt-demo --epochs 20 --out "$root/cut" >> "$root/cut.out" 2>&1 &
+    "${balcon[@]}" train --preset digits-lt-demo --epochs 20 --out "$root/cut" >> "$root/cut.out" 2>&1 &
     first=0
   else
-    balcon train --resume "$root/cut" >> "$root/cut.out" 2>&1 &
+    "${balcon[@]}" train --resume "$root/cut" >> "$root/cut.out" 2>&1 &
   fi
   pid=$!
   sleep "$delay"
@@ -37,7 +37,7 @@ else:
     wait $pid; echo "ended by itself (exit $?) before the kill at $delay s"
   fi
 done
-balcon train --resume "$root/cut" >> "$root/cut.out" 2>&1
+"${balcon[@]}" train --resume "$root/cut" >> "$root/cut.out" 2>&1
 echo "final resume: exit $?"
 python3 -c "
 import sys, torch
