@@ -313,3 +313,37 @@ def test_corrupt_last_pt_and_a_mid_epoch_checkpoint_of_other_processes(
     err = capsys.readouterr().err.strip()
     assert f"{run / 'last.pt'} is truncated or corrupt" in err and "delete it" in err
     assert "\n" not in err
+
+
+def test_review_cases_preempted_kinds_last_save_and_older_runs(monkeypatch, tmp_path: Path):
+    """A preemption met inside rank-0-only work keeps its kind (status 75, not 2); a
+    signal during the last save stops before the report, which the resume then writes;
+    a run from before data.pipeline resumes on the pipeline it had (workers)."""
+    from balcon.engine.distributed import on_main
+
+    def preempted() -> None:
+        raise Preempted("preempted (SIGTERM) before training")
+
+    with pytest.raises(Preempted):
+        on_main(preempted)
+    run = tmp_path / "run"
+    polls = {"n": 0}
+
+    def last_poll(self: StepControl) -> tuple[bool, bool]:
+        polls["n"] += 1
+        return polls["n"] > 34 + 2, False  # after 2 x 17 steps and the evaluations' polls
+
+    monkeypatch.setattr(StepControl, "poll", last_poll)
+    with pytest.raises(Preempted, match="preempted"):
+        fit(tiny("data.pipeline=device", "train.eval_every=2"), None, run, device="cpu")
+    monkeypatch.undo()
+    assert not (run / "summary.json").exists() or \
+        not json.loads((run / "summary.json").read_text()).get("finished")
+    resume(run, device="cpu")
+    assert json.loads((run / "summary.json").read_text())["finished"]
+    state = load_checkpoint(run / "last.pt")
+    del state["config"]["data"]["pipeline"]
+    torch.save({**state, "epoch": 1}, run / "last.pt")
+    (run / "summary.json").unlink()
+    resume(run, device="cpu")
+    assert load_checkpoint(run / "last.pt")["config"]["data"]["pipeline"] == "workers"

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from balcon import __version__
 from balcon.config import (
@@ -176,7 +179,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise BalconError("--continue needs --out DIR: the run directory to continue")
         out = _run_dir(args.out, cfg.name)
         if args.continue_ and on_main(_holds_run_of, out, cfg):
-            result = resume(out, data_dir=args.data_dir, device=args.device)
+            result = resume(out, data_dir=args.data_dir, device=args.device,
+                            download=args.download)
         else:
             result = fit(cfg, args.data_dir, out, device=args.device, download=args.download)
     if result.already_finished and ctx.is_main:
@@ -287,17 +291,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_on_signals_until_training() -> None:
-    """Until a run's own handlers take over (at its first step boundary), SIGTERM, SIGINT
-    and SIGUSR1 stop ``train`` at once with status 75 (nothing is half-written then)."""
-    import signal
+def _stop_on_signals_until_training() -> dict[int, Any]:
+    """Until the run's own handlers take over (when ``fit`` starts), SIGTERM, SIGINT and
+    SIGUSR1 stop ``train`` at once with status 75 (nothing is half-written then).
+    Returns the handlers they replace."""
 
     def stop(signum: int, frame: object) -> None:
         raise Preempted(f"preempted ({signal.Signals(signum).name}) before training; run "
                         "the same command again (--continue resumes a run directory)")
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-        signal.signal(sig, stop)
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, stop)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
 
 
 COMMANDS = {"presets": _cmd_presets, "train": _cmd_train, "eval": _cmd_eval,
@@ -311,8 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     own (:class:`~balcon.errors.RankError`); every process exits with the status.
     """
     args = _parser().parse_args(argv)
-    if args.command in ("train", "demo"):
-        _stop_on_signals_until_training()
+    previous = _stop_on_signals_until_training() if args.command in ("train", "demo") else {}
 
     try:
         return COMMANDS[args.command](args)
@@ -329,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
+        for sig, handler in previous.items():  # main() may run inside a larger program
+            signal.signal(sig, handler)
         if "torch" in sys.modules:
             from balcon.engine.distributed import shutdown
 

@@ -15,8 +15,9 @@ with the same recipe as the per-image ``workers`` views (:mod:`balcon.data.views
 Randomness is per sample and keyed by (seed, epoch, sample index), as in the per-image
 pipeline, through a counter-based hash (integer arithmetic, the same bits on CPU and
 CUDA): a sample's views do not depend on the batch it lands in, the number of
-processes or a resume. They are not the per-image pipeline's draws (that one uses
-torch's generator per sample); they follow the same distributions, which the tests
+processes or a resume (bit for bit on the CPU; on CUDA up to the kernels' own
+choices). They are not the per-image pipeline's draws (that one uses torch's generator
+per sample); they follow the same distributions, which the tests
 check over 10,000+ draws.
 """
 
@@ -41,6 +42,7 @@ from balcon.errors import BalconError
 __all__ = [
     "DeviceLoader",
     "DeviceViews",
+    "fits_on",
     "policy_table",
     "resolve_pipeline",
     "sample_keys",
@@ -81,8 +83,9 @@ def uniforms(keys: Tensor, stream: int, count: int) -> Tensor:
 
 
 def _randint(u: Tensor, high: int | Tensor) -> Tensor:
-    """Uniform integers in [0, high) from uniforms ``u``."""
-    return torch.minimum((u * high).long(), torch.as_tensor(high, device=u.device) - 1)
+    """Uniform integers in [0, high) from uniforms ``u`` (no host round trip)."""
+    drawn = (u * high).long()
+    return drawn.clamp(max=high - 1) if isinstance(high, int) else torch.minimum(drawn, high - 1)
 
 
 def resolve_pipeline(data: DataConfig, device: torch.device) -> str:
@@ -95,9 +98,21 @@ def resolve_pipeline(data: DataConfig, device: torch.device) -> str:
 
 
 def _free_bytes(device: torch.device) -> int:
+    """Free memory of ``device``: the GPU's, or the host's available (page cache too)."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in open("/proc/meminfo"):  # noqa: SIM115 - a few lines, read once
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def fits_on(images: ImageSet, size: int, device: torch.device) -> bool:
+    """Whether the set, as uint8 at ``size``, takes at most half of the device's free memory."""
+    return len(images) * 3 * size * size <= 0.5 * _free_bytes(device)
 
 
 def _decode(images: ImageSet, size: int) -> np.ndarray:
@@ -127,8 +142,8 @@ class DeviceViews:
             raise BalconError("data.pipeline=device makes the 32-px cifar views only; set "
                               "data.pipeline=workers for data.view_style=imagenet")
         size = data.image_size
-        need = len(images) * 3 * size * size
-        if need > 0.5 * _free_bytes(device):
+        if not fits_on(images, size, device):
+            need = len(images) * 3 * size * size
             raise BalconError(
                 f"the training set needs {need / 2**30:.1f} GiB as uint8 on {device}, more "
                 f"than half its free memory; set data.pipeline=workers"
@@ -164,7 +179,7 @@ class DeviceViews:
         if self.data.hflip:
             x = ops.hflip_where(x, p["flip"])
         combos = self._policy[0]
-        for slot in (0, 1):  # one call per (op, magnitude) group, one host sync per slot
+        for slot in (0, 1):  # one call per (op, magnitude) group; on CUDA a sync each
             for c in p["ops"][:, slot].unique().tolist():
                 if c >= 0:
                     chosen = (p["ops"][:, slot] == c).nonzero().squeeze(1)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from balcon.engine.device import resolve_device
-from balcon.errors import BalconError
+from balcon.errors import BalconError, Preempted
 from balcon.methods import Method
 
 __all__ = [
@@ -195,14 +195,23 @@ def on_main(fn: Any, *args: Any) -> Any:
         try:
             result = fn(*args)
         except BalconError as err:
-            error = str(err)
+            error = _kind(err), str(err)
         except OSError as err:  # e.g. a full disk or a read-only folder
-            error = f"{err.filename or 'the run directory'}: {err.strerror or err}; check " \
-                    "the disk and the permissions, or choose another --out"
+            error = "error", f"{err.filename or 'the run directory'}: {err.strerror or err}; " \
+                    "check the disk and the permissions, or choose another --out"
     result, error = broadcast_object((result, error))
     if error is not None:
-        raise BalconError(error)
+        _raise(*error)
     return result
+
+
+def _kind(err: BalconError) -> str:
+    return "preempted" if isinstance(err, Preempted) else "error"
+
+
+def _raise(kind: str, message: str) -> None:
+    """A shared error again, as the kind it was (a preemption keeps its exit status)."""
+    raise (Preempted if kind == "preempted" else BalconError)(message)
 
 
 def on_every_rank(fn: Any, *args: Any) -> Any:
@@ -218,12 +227,13 @@ def on_every_rank(fn: Any, *args: Any) -> Any:
     try:
         result = fn(*args)
     except BalconError as err:
-        result, error = None, str(err)
+        result, error = None, (_kind(err), str(err))
     errors: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(errors, error)
-    for rank, message in enumerate(errors):
-        if message is not None:
-            raise BalconError(message if rank == 0 else f"process {rank}: {message}")
+    for rank, failure in enumerate(errors):
+        if failure is not None:
+            kind, message = failure
+            _raise(kind, message if rank == 0 else f"process {rank}: {message}")
     return result
 
 

@@ -9,22 +9,25 @@ is read, so every run directory can be resumed), ``train.log``, ``metrics.jsonl`
 JSON line per evaluation on the model-selection split), ``last.pt`` (every epoch, and
 mid-epoch every ``train.checkpoint_minutes`` and on a preemption signal),
 ``best.pt`` (best selection top-1 so far) and ``summary.json`` (last and best, and
-at the end the report on the test split). A run resumed from ``last.pt`` ends with
-the same weights as an uninterrupted one: the model is seeded, the shuffle and every
-sample's augmentation derive from (seed, epoch, index), and the checkpoint holds the
+at the end the report on the test split). A run resumed from ``last.pt`` (at an epoch
+end or mid-epoch) ends with the same weights as an uninterrupted one, bit for bit on the
+CPU: the model is seeded, the shuffle and every sample's augmentation derive from
+(seed, epoch, index), and the checkpoint holds the
 optimizer, the gradient scaler and the RNG state.
 
 Under ``torchrun`` the same function runs in every process: DDP wraps the model,
 each rank takes ``batch_size / world_size`` samples of every global batch, a loss on
 projections (BCL) sees the gathered global batch, evaluation is sharded and gathered, and only
 rank 0 logs and writes. The global batch and every sample's views do not depend on
-the number of processes, so a run can resume with another world size.
+the number of processes, so a run can resume from an epoch end with another world
+size (a mid-epoch checkpoint needs the count that wrote it).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +117,9 @@ def _train(run: Run, stop_after: int | None, control: StepControl) -> RunResult:
                 if record is not None and epoch + 1 < epochs:
                     summary = summarize(run.records, run.splits.selection_split)
                     _write_summary(run, summary)
+            if control.poll()[0]:  # a signal during the last save: stop before the report
+                raise Preempted(f"preempted after epoch {last} ({control.signal_name}); "
+                                f"continue with balcon train --resume {run.run_dir}")
         if last == epochs and run.records:  # the last epoch is done (now, or before a resume)
             if run.start_epoch >= epochs:
                 LOG.info("all %d epochs done; finishing the report", epochs)
@@ -268,6 +274,8 @@ def _save(run: Run, done: int, record: dict[str, Any] | None) -> None:
             save_checkpoint(run.run_dir / "best.pt", state)
         with (run.run_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the last.pt that counts on it
     save_checkpoint(run.run_dir / "last.pt", state)
 
 
@@ -280,7 +288,7 @@ def _write_summary(run: Run, summary: dict[str, Any]) -> None:
 
 def resume(
     run_dir: str | Path, data_dir: str | Path | None = None, device: str | None = None,
-    stop_after: int | None = None,
+    stop_after: int | None = None, download: bool = False,
 ) -> RunResult:
     """Continue the run in ``run_dir`` to its configured end: from its ``last.pt`` (an
     epoch end or mid-epoch), or, when the run wrote only its config, from the start.
@@ -300,19 +308,21 @@ def resume(
 
     try:
         state = on_main(read)
-        cfg = config_from_dict(state["config"], source=str(run_dir / "config.yaml"),
-                               new_run=False)
+        raw = state["config"]
+        if isinstance(raw.get("data"), dict):  # a run from before data.pipeline: as it was
+            raw["data"].setdefault("pipeline", "workers")
+        cfg = config_from_dict(raw, source=str(run_dir / "config.yaml"), new_run=False)
         data_dir = data_dir if data_dir is not None else state.get("data_dir")
         if "model" not in state:  # only the config: start from the beginning
-            return fit(cfg, data_dir, run_dir, device=device, stop_after=stop_after,
-                       _opened=True)
+            return fit(cfg, data_dir, run_dir, device=device, download=download,
+                       stop_after=stop_after, _opened=True)
         if int(state["epoch"]) >= cfg.train.epochs and not state.get("step"):
             summary = on_main(_finished_summary, run_dir, int(state["epoch"]))
             if summary:
                 return RunResult(run_dir, summary, already_finished=True)
             # stopped between its last checkpoint and its report: fit() finishes the report
-        return fit(cfg, data_dir, run_dir, device=device, stop_after=stop_after,
-                   _resume_state=state, _opened=True)
+        return fit(cfg, data_dir, run_dir, device=device, download=download,
+                   stop_after=stop_after, _resume_state=state, _opened=True)
     finally:
         for lock in held:
             lock.release()

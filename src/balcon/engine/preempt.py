@@ -6,10 +6,12 @@ request: the current step finishes, the run writes a checkpoint of exactly that 
 and stops with :class:`Preempted` (the command exits with status 75, EX_TEMPFAIL: run
 it again). Outside the training loop (reading the data, the final report) nothing is
 half-written, so a signal stops the run at once with :class:`Preempted` (status 75),
-its last checkpoint intact. A second Ctrl-C stops at once. ``train.checkpoint_minutes`` asks for a
-mid-epoch ``last.pt`` by the clock the same way. In a multi-process run the requests
-are agreed at every step boundary (one small all-reduce), so every rank stops, or
-checkpoints, at the same step.
+its last checkpoint intact; under torchrun that holds when every process gets the
+signal (torchrun and SLURM send it to all), while a signal to one process alone outside
+the loop leaves the others to torchrun's teardown. A second Ctrl-C stops at once.
+``train.checkpoint_minutes`` asks for a mid-epoch ``last.pt`` by the clock the same
+way. In a multi-process run the requests are agreed at every step boundary (one small
+all-reduce), so every rank stops, or checkpoints, at the same step.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class StepControl:
     @contextlib.contextmanager
     def steps(self) -> Iterator[StepControl]:
         """Within: a signal is a request that :meth:`poll` reports at the next step
-        boundary (one that came before is reported at the first)."""
+        boundary (outside, it raises :class:`Preempted` at once)."""
         self.deferring = True
         try:
             yield self

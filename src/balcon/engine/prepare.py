@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from balcon import __version__
 from balcon.config import Config
 from balcon.data import DataSplits, EpochSampler, ImageSet, load_image_sets, make_train_dataset
-from balcon.data.device_views import DeviceLoader, DeviceViews, resolve_pipeline
+from balcon.data.device_views import DeviceLoader, DeviceViews, fits_on, resolve_pipeline
 from balcon.engine.device import check_precision, make_grad_scaler
 from balcon.engine.distributed import (
     DistContext,
@@ -174,7 +174,8 @@ def _train_loader(cfg: Config, images: ImageSet, views: int, sampler: EpochSampl
     """Batches of ``views`` views: per image in DataLoader workers, or made on the device
     (``data.pipeline``); both take their keys from ``sampler`` (this rank's share). Every
     rank holds the whole set on its device; all agree on a decoding error."""
-    if resolve_pipeline(cfg.data, device) == "device":
+    auto_fits = cfg.data.pipeline != "auto" or fits_on(images, cfg.data.image_size, device)
+    if resolve_pipeline(cfg.data, device) == "device" and auto_fits:  # auto: else workers
         made = on_every_rank(DeviceViews, images, cfg.data, views, cfg.train.seed, device)
         return DeviceLoader(made, sampler, batch)
     return DataLoader(make_train_dataset(images, cfg.data, views, cfg.train.seed),

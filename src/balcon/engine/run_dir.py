@@ -127,7 +127,7 @@ def read_records(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
         if isinstance(record, dict) and record.get("epoch", up_to_epoch + 1) <= up_to_epoch:
             kept.append(record)
     if len(kept) != len(lines):
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 
 
