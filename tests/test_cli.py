@@ -101,8 +101,10 @@ def test_corrupt_image_on_the_device_pipeline(capsys, tmp_path: Path, image_fold
     assert {p.name for p in (tmp_path / "run").iterdir()} <= {"config.yaml", "run.json",
                                                               ".lock"}
     Image.new("RGB", (40, 36)).save(bad)
+    (image_folder_root / "notes").mkdir()  # a folder balcon does not read: the log says so
     assert main(args) == 0
-    assert "training views: device pipeline" in (tmp_path / "run" / "train.log").read_text()
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "training views: device pipeline" in log and "not read: notes/ beside train/" in log
 
 
 def test_corrupt_image_during_training(capsys, tmp_path: Path, image_folder_root: Path):

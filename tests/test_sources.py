@@ -293,3 +293,31 @@ def test_load_image_sets_errors(cifar10_root):
         load_image_sets(DataConfig(imbalance=1000), cifar10_root)
     with pytest.raises(BalconError):
         load_image_sets(DataConfig(dataset="cifar10"), None)
+
+
+@pytest.mark.parametrize("name", ["val", "valid", "validation"])
+def test_validation_folder_names(image_folder_root: Path, tmp_path: Path, name: str):
+    """Keras / Kaggle name the validation split valid/ or validation/: balcon reads all
+    three as val (best epoch chosen on it, not on test) and names folders it skips."""
+    import shutil
+
+    from balcon.config import DataConfig
+    from balcon.data import load_image_sets
+
+    shutil.copytree(image_folder_root / "test", image_folder_root / name)
+    (image_folder_root / "extra" / "a").mkdir(parents=True)
+    splits = load_image_sets(DataConfig(dataset="imagefolder"), image_folder_root)
+    assert splits.val is not None and len(splits.val) == 6
+    assert splits.selection_split == "val" and splits.report_split == "test"
+    assert splits.unused == ("extra",)
+
+
+def test_two_validation_folders_are_refused(image_folder_root: Path):
+    import shutil
+
+    from balcon.data import load_folder_splits
+
+    shutil.copytree(image_folder_root / "test", image_folder_root / "val")
+    shutil.copytree(image_folder_root / "test", image_folder_root / "validation")
+    with pytest.raises(BalconError, match="has both val/ and validation/; keep one"):
+        load_folder_splits(image_folder_root)

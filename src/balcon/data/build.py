@@ -16,6 +16,7 @@ from balcon.data.sources import (
     load_cifar,
     load_digits,
     load_folder_splits,
+    unused_folders,
 )
 from balcon.data.splitfile import load_split_file
 from balcon.data.views import sim_view, strong_view, test_view
@@ -42,6 +43,8 @@ class DataSplits:
     train: ImageSet
     val: ImageSet | None = None
     test: ImageSet | None = None
+    #: folders beside train/ that were not read (named in the run's log)
+    unused: tuple[str, ...] = ()
 
     def get(self, name: str) -> ImageSet:
         """The split called ``name`` (train, val or test); a BalconError if absent."""
@@ -96,7 +99,8 @@ def load_image_sets(
     elif data.train_split is not None:
         splits = _split_file_sets(data, Path(data_dir))
     else:
-        splits = DataSplits(*load_folder_splits(data_dir))
+        splits = DataSplits(*load_folder_splits(data_dir),
+                            unused=tuple(unused_folders(data_dir)))
     train = splits.train
     if data.imbalance is not None:
         counts = longtail_counts(

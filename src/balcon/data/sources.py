@@ -24,6 +24,7 @@ __all__ = [
     "load_cifar",
     "load_digits",
     "load_folder_splits",
+    "unused_folders",
     "load_image_folder",
     "to_8bit",
     "to_rgb",
@@ -263,8 +264,30 @@ def load_split_folders(root: str | Path) -> tuple[ImageSet, ImageSet]:
     return train, load_image_folder(dirs[1], class_names=train.class_names)
 
 
+#: Folder names read as the validation split (Keras and Kaggle say valid/ or validation/).
+VAL_FOLDERS = ("val", "valid", "validation")
+
+
+def unused_folders(root: str | Path) -> list[str]:
+    """Sub-folders of an image-folder root that :func:`load_folder_splits` does not read."""
+    used = {"train", "test", *VAL_FOLDERS}
+    root = Path(root)
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and p.name not in used and not p.name.startswith("."))
+
+
+def _val_folder(root: Path) -> Path | None:
+    found = [root / name for name in VAL_FOLDERS if (root / name).is_dir()]
+    if len(found) > 1:
+        names = " and ".join(f"{p.name}/" for p in found)
+        raise BalconError(f"{root} has both {names}; keep one validation folder (balcon reads "
+                          f"{', '.join(f'{n}/' for n in VAL_FOLDERS)} as the validation split)")
+    return found[0] if found else None
+
+
 def load_folder_splits(root: str | Path) -> tuple[ImageSet, ImageSet | None, ImageSet | None]:
-    """``root/train`` with the optional ``root/val`` and ``root/test`` ImageFolder trees.
+    """``root/train`` with the optional validation (``val/``, ``valid/`` or
+    ``validation/``) and ``root/test`` ImageFolder trees.
 
     The held-out splits take the training split's classes (a class may lack images
     there). Returns ``(train, val, test)``, None for a split that is absent.
@@ -277,9 +300,11 @@ def load_folder_splits(root: str | Path) -> tuple[ImageSet, ImageSet | None, Ima
             f"{root} has no train/ folder; expected {root}/train/<class>/<image> (and "
             "optionally val/ and test/ alike), or set data.train_split to a split file"
         )
+    val_dir = _val_folder(root)
     train = load_image_folder(root / "train")
-    held_out = [load_image_folder(root / name, class_names=train.class_names)
-                if (root / name).is_dir() else None for name in ("val", "test")]
+    held_out = [None if folder is None or not folder.is_dir() else
+                load_image_folder(folder, class_names=train.class_names)
+                for folder in (val_dir, root / "test")]
     return train, held_out[0], held_out[1]
 
 

@@ -152,6 +152,9 @@ def _log_start(run: Run) -> None:
              f", {processes}" if processes else "")
     if run.pretrained_note:
         LOG.info("encoder weights: %s", run.pretrained_note)
+    if splits.unused:
+        LOG.info("not read: %s beside train/ (balcon reads train/, val/ or valid/ or "
+                 "validation/, and test/)", ", ".join(f"{n}/" for n in splits.unused))
     LOG.info("training views: %s pipeline%s", run.pipeline,
              f" (the set on {run.device} as uint8)" if run.pipeline == "device" else
              " (per image, in DataLoader workers)")
