@@ -1,0 +1,59 @@
+"""Hostile files: a pickle that would run code when loaded never runs it (issue 12, item 4).
+
+Every checkpoint balcon reads goes through ``torch.load(weights_only=True)``; these tests
+hand a booby-trapped file to each place that reads one and check that its payload (it
+would write a file) never ran, and that the answer is one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from balcon.cli import main
+
+
+class Payload:
+    """Unpickling this writes ``target``: what a malicious checkpoint would do."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (self.target, "pwned"))
+
+
+def trap(path: Path, target: Path) -> Path:
+    torch.save({"format": "balcon-checkpoint-1", "model": Payload(target), "epoch": 1}, path)
+    return path
+
+
+def one_line_error(capsys, args: list[str]) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("balcon: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("how", ["eval", "predict", "resume", "pretrained"])
+def test_a_malicious_pickle_never_runs(capsys, tmp_path: Path, image_folder_root: Path, how):
+    target = tmp_path / "pwned.txt"
+    ckpt = trap(tmp_path / "evil.pt", target)
+    if how == "eval":
+        args = ["eval", "--checkpoint", str(ckpt)]
+    elif how == "predict":
+        args = ["predict", "--checkpoint", str(ckpt), str(image_folder_root / "test")]
+    elif how == "resume":
+        run = tmp_path / "run"
+        run.mkdir()
+        trap(run / "last.pt", target)
+        args = ["train", "--resume", str(run)]
+    else:
+        args = ["train", "--preset", "imagefolder-r32", "--data-dir", str(image_folder_root),
+                "--out", str(tmp_path / "new"), "--epochs", "1",
+                "--set", f"model.pretrained={ckpt}", "--set", "model.encoder=resnet8"]
+    err = one_line_error(capsys, args)
+    assert not target.exists(), "the payload ran"
+    assert "evil.pt" in err or "last.pt" in err
