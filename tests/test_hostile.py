@@ -57,3 +57,34 @@ def test_a_malicious_pickle_never_runs(capsys, tmp_path: Path, image_folder_root
     err = one_line_error(capsys, args)
     assert not target.exists(), "the payload ran"
     assert "evil.pt" in err or "last.pt" in err
+
+
+@pytest.mark.parametrize("errno_", [28, 30, 13])  # ENOSPC, EROFS, EACCES
+def test_a_failed_write_stops_in_one_line_and_keeps_what_was_written(
+        monkeypatch, capsys, tmp_path: Path, errno_: int):
+    """The disk fills (or turns read-only) at the second epoch's checkpoint: one line
+    naming the file and the reason, status 2; epoch 1's last.pt is intact."""
+    import os
+
+    import balcon.engine.checkpoint as ckpt
+    from balcon.engine import load_checkpoint
+
+    real, calls = torch.save, {"n": 0}
+
+    def failing(obj, f, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # epoch 1 wrote best.pt and last.pt
+            raise OSError(errno_, os.strerror(errno_))
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(ckpt.torch, "save", failing)
+    run = tmp_path / "run"
+    err = one_line_error(capsys, [
+        "train", "--preset", "digits-lt-demo", "--epochs", "2", "--out", str(run),
+        "--set", "model.head_hidden=16", "--set", "model.head_dim=8",
+        "--set", "train.eval_every=1"])
+    assert f"cannot write {run}/" in err and os.strerror(errno_) in err
+    monkeypatch.undo()
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    assert not list(run.glob(".*.tmp"))
+    assert "stopped: cannot write" in (run / "train.log").read_text()

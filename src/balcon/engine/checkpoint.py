@@ -23,6 +23,7 @@ __all__ = [
     "load_checkpoint",
     "save_checkpoint",
     "write_atomic",
+    "write_failure",
     "write_text_atomic",
 ]
 
@@ -40,7 +41,9 @@ def _fsync_dir(folder: Path) -> None:
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, make it durable and
-    rename it over ``path`` (the old content or the new, never a part)."""
+    rename it over ``path`` (the old content or the new, never a part). A failed write
+    (a full disk, a read-only or forbidden folder) leaves ``path`` as it was and raises
+    a one-line BalconError naming it and the reason."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -49,10 +52,28 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as err:
+        _discard(tmp)
+        raise write_failure(path, err) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
-    _fsync_dir(path.parent)
+
+
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def write_failure(path: Path, err: OSError) -> BalconError:
+    """The one-line error of a write to ``path`` that failed with ``err``."""
+    reason = err.strerror or type(err).__name__
+    return BalconError(f"cannot write {path} ({reason}); free space or fix the permissions "
+                       f"there, then continue with balcon train --resume {path.parent} "
+                       "(what was written before is intact)")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

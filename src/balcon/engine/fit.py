@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from balcon.config import Config, config_from_dict
-from balcon.engine.checkpoint import save_checkpoint, write_text_atomic
+from balcon.engine.checkpoint import save_checkpoint, write_failure, write_text_atomic
 from balcon.engine.distributed import (
     barrier,
     broadcast_buffers,
@@ -275,10 +275,14 @@ def _save(run: Run, done: int, record: dict[str, Any] | None) -> None:
     if record is not None:
         if record["top1"] > best_before:
             save_checkpoint(run.run_dir / "best.pt", state)
-        with (run.run_dir / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the last.pt that counts on it
+        metrics = run.run_dir / "metrics.jsonl"
+        try:
+            with metrics.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the last.pt that counts on it
+        except OSError as err:
+            raise write_failure(metrics, err) from None
     save_checkpoint(run.run_dir / "last.pt", state)
 
 
