@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from balcon.cli import main
+from balcon.engine import load_checkpoint
 
 
 class Payload:
@@ -88,3 +89,31 @@ def test_a_failed_write_stops_in_one_line_and_keeps_what_was_written(
     assert load_checkpoint(run / "last.pt")["epoch"] == 1
     assert not list(run.glob(".*.tmp"))
     assert "stopped: cannot write" in (run / "train.log").read_text()
+
+
+def test_bad_images_are_skipped_named_and_counted(tmp_path: Path, image_folder_root: Path):
+    """data.on_bad_image=skip: a corrupt, a zero-byte and a text file named .png are
+    skipped, named once in the log, and counted; the class counts are those trained on;
+    more than data.max_bad_images stops in one line."""
+    import json
+
+    train = image_folder_root / "train"
+    (train / "a" / "0.png").write_bytes(b"\x89PNG broken")
+    (train / "a" / "1.png").write_bytes(b"")
+    (train / "b" / "0.png").write_text("not an image")
+    (image_folder_root / "test" / "c" / "0.png").write_bytes(b"")
+    run = tmp_path / "run"
+    base = ["train", "--preset", "imagefolder-r32", "--data-dir", str(image_folder_root),
+            "--epochs", "1", "--set", "model.encoder=resnet8", "--set", "train.batch_size=4",
+            "--set", "data.on_bad_image=skip"]
+    assert main([*base, "--out", str(run), "--set", "data.max_bad_images=3"]) == 0
+    log = (run / "train.log").read_text()
+    assert sum("a/0.png" in line for line in log.splitlines()) == 1  # named once
+    assert "skipped 3 unreadable train images" in log
+    assert "skipped 1 unreadable test images" in log and "(1 unreadable images skipped)" in log
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["skipped_images"] == {"train": 3, "test": 1}
+    assert load_checkpoint(run / "last.pt")["class_counts"] == [2, 2, 2]  # 4-2, 3-1, 2
+    record = json.loads((run / "metrics.jsonl").read_text())
+    assert record["skipped_images"] == 1
+    assert main([*base, "--out", str(tmp_path / "limit")]) == 2  # default limit: 1

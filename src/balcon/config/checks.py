@@ -7,6 +7,7 @@ import math
 import re
 
 from balcon.config.sections import (
+    BAD_IMAGE_ACTIONS,
     CONV_INITS,
     CUTOUT_FILLS,
     DATASETS,
@@ -108,6 +109,10 @@ def validate(cfg: Config, new_run: bool = True) -> None:
     _check(d.pipeline != "device" or d.view_style == "cifar",
            "data.pipeline=device makes the 32-px cifar views only; set data.pipeline=workers "
            "(or auto) for data.view_style=imagenet")
+    _check(d.on_bad_image in BAD_IMAGE_ACTIONS, f"data.on_bad_image must be one of "
+           f"{', '.join(BAD_IMAGE_ACTIONS)}, got {d.on_bad_image!r}")
+    _check(d.max_bad_images is None or d.max_bad_images >= 0,
+           f"data.max_bad_images must be >= 0 or null (0.1% of a split), got {d.max_bad_images}")
     _check(d.num_workers is None or d.num_workers >= 0,
            f"data.num_workers must be >= 0 or null (automatic), got {d.num_workers}")
     _check(m.shortcut in SHORTCUTS, f"model.shortcut must be one of {', '.join(SHORTCUTS)}, "

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "BAD_IMAGE_ACTIONS",
     "CONV_INITS",
     "CUTOUT_FILLS",
     "DATASETS",
@@ -37,6 +38,8 @@ SHORTCUTS = ("A", "B")
 CONV_INITS = ("kaiming", "kaiming-fan-out", "torch")
 #: What view 1's Cutout hole holds: black (cut before normalising) or the mean colour.
 CUTOUT_FILLS = ("black", "mean")
+#: What an unreadable image does: stop the run, or be skipped (named and counted).
+BAD_IMAGE_ACTIONS = ("stop", "skip")
 #: Where training views are made: per image in DataLoader workers (PIL), or a batch at a
 #: time on the training device from the set held there as uint8; auto picks per run.
 PIPELINES = ("auto", "workers", "device")
@@ -61,6 +64,10 @@ class DataConfig:
     ``pipeline`` makes the training views per image in DataLoader workers (``workers``)
     or a batch at a time on the training device (``device``: the cifar views only; the
     set is held there as uint8); ``auto`` picks ``device`` for the cifar views.
+    ``on_bad_image``: ``stop`` at the first unreadable image, or ``skip`` every one
+    (found by reading each image once when the data loads; named in the log, counted in
+    metrics and summary); more than ``max_bad_images`` (null: 0.1% of a split, at least
+    1) stops the run.
     """
 
     dataset: str = "cifar10"
@@ -82,6 +89,8 @@ class DataConfig:
     view_strategy: str = "sim-sim"
     randaugment: str = "rand-n2-m10-mstd0.5"
     pipeline: str = "auto"
+    on_bad_image: str = "stop"
+    max_bad_images: int | None = None
     num_workers: int | None = None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchvision import transforms as T
@@ -45,6 +45,8 @@ class DataSplits:
     test: ImageSet | None = None
     #: folders beside train/ that were not read (named in the run's log)
     unused: tuple[str, ...] = ()
+    #: per split, the unreadable images skipped (``data.on_bad_image=skip``): (path, reason)
+    skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def get(self, name: str) -> ImageSet:
         """The split called ``name`` (train, val or test); a BalconError if absent."""
@@ -108,6 +110,9 @@ def load_image_sets(
         )
         train = train.subset(longtail_indices(train.labels, counts, data.subsample_seed))
         splits.train = train
+    if data.on_bad_image == "skip":
+        _skip_unreadable(splits, data)
+        train = splits.train
     if train.num_classes < 2:
         raise BalconError(
             f"{data_dir} holds {train.num_classes} class; a classifier needs at least 2"
@@ -127,6 +132,30 @@ def load_image_sets(
             f"one: {fix}"
         )
     return splits
+
+
+def _skip_unreadable(splits: DataSplits, data: DataConfig) -> None:
+    """Read every image once; drop the unreadable ones from their split, noting them.
+    More than ``data.max_bad_images`` (else 0.1% of the split, at least 1) stops."""
+    for name in SPLITS:
+        images = getattr(splits, name)
+        if images is None:
+            continue
+        bad = images.unreadable()
+        limit = data.max_bad_images
+        if limit is None:
+            limit = max(1, len(images) // 1000)
+        if len(bad) > limit:
+            path, reason = images.paths[bad[0][0]], bad[0][1]
+            raise BalconError(
+                f"{len(bad)} of the {len(images)} {name} images are unreadable (first: {path}, "
+                f"{reason}), more than data.max_bad_images={limit}; fix the data or raise it"
+            )
+        if bad:
+            dropped = {i for i, _ in bad}
+            setattr(splits, name, images.subset(
+                [i for i in range(len(images)) if i not in dropped]))
+            splits.skipped[name] = [(images.paths[i], reason) for i, reason in bad]
 
 
 def train_views(data: DataConfig, views: int) -> list[T.Compose]:

@@ -119,11 +119,28 @@ class ImageSet:
             with Image.open(path) as img:
                 img.load()
                 return to_rgb(img)
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+        except (OSError, UnidentifiedImageError, ValueError,
+                Image.DecompressionBombError) as err:
             raise BalconError(
                 f"cannot read image {path} ({type(err).__name__}: {err}); "
-                "replace or remove the file"
+                "replace or remove the file, or set data.on_bad_image=skip"
             ) from None
+
+    def unreadable(self, workers: int = 8) -> list[tuple[int, str]]:
+        """``(index, reason)`` of every image that cannot be read (decoded in threads)."""
+        if self.paths is None:
+            return []
+        from concurrent.futures import ThreadPoolExecutor
+
+        def check(index: int) -> tuple[int, str] | None:
+            try:
+                self.image(index)
+            except BalconError as err:
+                return index, str(err).split(" (", 1)[1].split("); ", 1)[0]
+            return None
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return [r for r in pool.map(check, range(len(self))) if r is not None]
 
 
 def _unpickle(path: Path) -> dict:

@@ -152,6 +152,9 @@ def _log_start(run: Run) -> None:
              f", {processes}" if processes else "")
     if run.pretrained_note:
         LOG.info("encoder weights: %s", run.pretrained_note)
+    for name, bad in splits.skipped.items():
+        LOG.info("skipped %d unreadable %s images (data.on_bad_image=skip): %s", len(bad),
+                 name, "; ".join(f"{path} ({reason})" for path, reason in bad))
     if splits.unused:
         LOG.info("not read: %s beside train/ (balcon reads train/, val/ or valid/ or "
                  "validation/, and test/)", ", ".join(f"{n}/" for n in splits.unused))
@@ -236,9 +239,13 @@ def _evaluate(run: Run, epoch: int, stats: dict[str, Any],
                         f"({control.signal_name}, before its evaluation); continue with "
                         f"balcon train --resume {run.run_dir}") from None
     record = {"epoch": done, "split": split, **stats, **metrics}
-    LOG.info("eval epoch %d on %s: top1 %.2f top%d %.2f many %s medium %s few %s",
+    skipped = len(run.splits.skipped.get(split, []))
+    if skipped:
+        record["skipped_images"] = skipped
+    LOG.info("eval epoch %d on %s: top1 %.2f top%d %.2f many %s medium %s few %s%s",
              done, split, record["top1"], record["top5_k"], record["top5"],
-             fmt(record["many"]), fmt(record["medium"]), fmt(record["few"]))
+             fmt(record["many"]), fmt(record["medium"]), fmt(record["few"]),
+             f" ({skipped} unreadable images skipped)" if skipped else "")
     return record
 
 
@@ -287,6 +294,8 @@ def _save(run: Run, done: int, record: dict[str, Any] | None) -> None:
 
 
 def _write_summary(run: Run, summary: dict[str, Any]) -> None:
+    if run.splits.skipped:  # unreadable images skipped, per split, beside the accuracy
+        summary["skipped_images"] = {k: len(v) for k, v in run.splits.skipped.items()}
     if run.ctx.is_main:
         write_text_atomic(run.run_dir / "summary.json", json.dumps(summary, indent=2))
 
