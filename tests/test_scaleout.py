@@ -103,7 +103,7 @@ def test_inat_preset_reports_on_val(split_root, tmp_path, capsys):
     assert len(preds.read_text().splitlines()) == 1 + 4
     assert main(["eval", "--checkpoint", str(run / "last.pt"), "--split", "test"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "balcon: error: this data has no test split; it has train, val"
+    assert err == "balcon: error: this data has no test split; choose one it has: train, val"
 
 
 @pytest.mark.parametrize("strategy", ["sim-rand", "rand-rand"])

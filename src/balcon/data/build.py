@@ -53,7 +53,7 @@ class DataSplits:
         split = {"train": self.train, "val": self.val, "test": self.test}.get(name)
         if split is None:
             present = ", ".join(n for n in SPLITS if getattr(self, n) is not None)
-            raise BalconError(f"this data has no {name} split; it has {present}")
+            raise BalconError(f"this data has no {name} split; choose one it has: {present}")
         return split
 
     @property
@@ -81,6 +81,19 @@ def _split_file_sets(data: DataConfig, root: Path) -> DataSplits:
 
 
 def load_image_sets(
+    data: DataConfig, data_dir: str | Path | None, download: bool = False
+) -> DataSplits:
+    """The (long-tailed) training set and the held-out splits that ``data`` describes;
+    a folder or file the OS will not let balcon read is a one-line error naming it."""
+    try:
+        return _load_image_sets(data, data_dir, download)
+    except OSError as err:
+        where = err.filename or data_dir
+        raise BalconError(f"cannot read {where} ({err.strerror or type(err).__name__}); check "
+                          "that it exists and that this user may read it") from None
+
+
+def _load_image_sets(
     data: DataConfig, data_dir: str | Path | None, download: bool = False
 ) -> DataSplits:
     """The (long-tailed) training set and the held-out splits that ``data`` describes.

@@ -214,8 +214,8 @@ def open_resume(run_dir: Path) -> tuple[RunLock, dict[str, Any]]:
     from balcon.engine.checkpoint import load_checkpoint
 
     if not (run_dir / "config.yaml").is_file() and not (run_dir / "last.pt").is_file():
-        raise BalconError(f"{run_dir} holds no run (no config.yaml, no last.pt); --resume "
-                          "takes a run directory balcon wrote")
+        raise BalconError(f"{run_dir} holds no run (no config.yaml, no last.pt); give --resume "
+                          "a run directory balcon wrote")
     lock = RunLock(run_dir)
     try:
         _remove_stale_temporaries(run_dir)
