@@ -117,3 +117,26 @@ def test_bad_images_are_skipped_named_and_counted(tmp_path: Path, image_folder_r
     record = json.loads((run / "metrics.jsonl").read_text())
     assert record["skipped_images"] == 1
     assert main([*base, "--out", str(tmp_path / "limit")]) == 2  # default limit: 1
+
+
+def test_a_failed_log_write_stops_in_one_line(monkeypatch, capsys, tmp_path: Path):
+    """train.log on a full disk: logging alone would print a traceback and go on."""
+    from balcon.engine import run_dir as rd
+
+    real_emit, calls = rd._LogFile.emit, {"n": 0}
+
+    def emit(self, record):
+        calls["n"] += 1
+        if calls["n"] < 4:
+            return real_emit(self, record)
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            self.handleError(record)
+
+    monkeypatch.setattr(rd._LogFile, "emit", emit)
+    run = tmp_path / "run"
+    err = one_line_error(capsys, [
+        "train", "--preset", "digits-lt-demo", "--epochs", "2", "--out", str(run),
+        "--set", "model.head_hidden=16", "--set", "model.head_dim=8"])
+    assert f"cannot write {run / 'train.log'} (No space left on device)" in err

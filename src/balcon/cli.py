@@ -229,6 +229,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     metrics, predictions = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir,
                                                device=args.device, split=args.split)
     print(format_results({f"epoch {metrics['epoch']}, {metrics['split']}": metrics}))
+    if metrics["skipped_images"]:
+        print(f"({metrics['skipped_images']} unreadable {metrics['split']} images skipped: "
+              "data.on_bad_image=skip)")
     if args.per_class:
         print()
         print(format_per_class(metrics["per_class"], metrics["class_names"],

@@ -136,6 +136,7 @@ def evaluate_checkpoint(
     predictions = Predictions(logits, labels, list(sources), names)
     return {"checkpoint": str(path), "epoch": state["epoch"], "config": cfg.name,
             "method": cfg.loss.method, "split": split, "images": len(labels),
+            "skipped_images": len(splits.skipped.get(split, [])),
             "seconds": time.perf_counter() - started, **metrics,
             "class_names": names, "class_counts": state["class_counts"]}, predictions
 

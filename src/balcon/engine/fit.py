@@ -242,6 +242,8 @@ def _evaluate(run: Run, epoch: int, stats: dict[str, Any],
     skipped = len(run.splits.skipped.get(split, []))
     if skipped:
         record["skipped_images"] = skipped
+    if run.splits.skipped.get("train"):
+        record["skipped_train_images"] = len(run.splits.skipped["train"])
     LOG.info("eval epoch %d on %s: top1 %.2f top%d %.2f many %s medium %s few %s%s",
              done, split, record["top1"], record["top5_k"], record["top5"],
              fmt(record["many"]), fmt(record["medium"]), fmt(record["few"]),

@@ -18,7 +18,7 @@ from typing import Any
 
 from balcon import __version__
 from balcon.config import Config, config_to_yaml
-from balcon.engine.checkpoint import write_text_atomic
+from balcon.engine.checkpoint import write_failure, write_text_atomic
 from balcon.errors import BalconError, one_line
 
 __all__ = [
@@ -39,13 +39,27 @@ LOG = logging.getLogger("balcon")
 RESULT_KEYS = ("epoch", "top1", "top5", "top5_k", "many", "medium", "few")
 
 
+class _LogFile(logging.FileHandler):
+    """``train.log``: a write that fails (a full disk) stops the run in one line, where
+    logging would print a traceback and go on."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        err = sys.exc_info()[1]
+        if isinstance(err, OSError):
+            raise write_failure(Path(self.baseFilename), err) from None
+        super().handleError(record)
+
+
 class RunLog:
     """``train.log`` plus the console, for the duration of a run (rank 0 only)."""
 
     def __init__(self, run_dir: Path, enabled: bool = True) -> None:
         self.handlers: list[logging.Handler] = []
         if enabled:
-            file_handler = logging.FileHandler(run_dir / "train.log")
+            try:
+                file_handler: logging.Handler = _LogFile(run_dir / "train.log")
+            except OSError as err:
+                raise write_failure(run_dir / "train.log", err) from None
             file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s",
                                                         "%Y-%m-%d %H:%M:%S"))
             self.handlers = [file_handler, logging.StreamHandler(sys.stdout)]
