@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_hostile import Payload  # a pickle that writes a file when loaded
 
 from balcon.cli import main
 
@@ -63,14 +64,6 @@ def train_args(data: Path, out: Path, *extra: str) -> list[str]:
     for item in extra:
         args += ["--set", item]
     return args
-
-
-class Payload:
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __reduce__(self):
-        return (Path.write_text, (self.target, "pwned"))
 
 
 def case_corrupt_image(t: Path, run: Path):

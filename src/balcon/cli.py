@@ -27,7 +27,14 @@ from balcon.config import (
     preset_base,
     preset_yaml,
 )
-from balcon.errors import EX_TEMPFAIL, BalconError, Preempted, RankError, one_line
+from balcon.errors import (
+    EX_TEMPFAIL,
+    STOP_SIGNALS,
+    BalconError,
+    Preempted,
+    RankError,
+    one_line,
+)
 from balcon.methods import METHODS
 
 __all__ = ["main"]
@@ -306,7 +313,7 @@ def _stop_on_signals_until_training() -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
     return {sig: signal.signal(sig, stop)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+            for sig in STOP_SIGNALS}
 
 
 COMMANDS = {"presets": _cmd_presets, "train": _cmd_train, "eval": _cmd_eval,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import signal
 
 __all__ = [
     "EX_TEMPFAIL",
     "BalconError",
+    "STOP_SIGNALS",
     "Preempted",
     "RankError",
     "load_failure",
@@ -58,6 +60,9 @@ def load_failure(err: BaseException) -> str:
 
 #: The exit status of a preempted run: "temporary failure, run it again" (sysexits.h).
 EX_TEMPFAIL = 75
+#: The signals that stop a run (at a step boundary with a checkpoint, or at once before
+#: training): a cluster's preemption (SIGTERM, SIGUSR1) and Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 class Preempted(BalconError):

@@ -78,6 +78,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+#: What PIL raises on a file it cannot read as an image.
+UNREADABLE = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+
+
 @dataclass
 class ImageSet:
     """Labelled images: ``pixels`` (N, H, W, 3) uint8 in memory, or ``paths`` on disk."""
@@ -114,17 +118,20 @@ class ImageSet:
         if self.pixels is not None:
             return Image.fromarray(self.pixels[index])
         assert self.paths is not None
-        path = self.paths[index]
         try:
-            with Image.open(path) as img:
-                img.load()
-                return to_rgb(img)
-        except (OSError, UnidentifiedImageError, ValueError,
-                Image.DecompressionBombError) as err:
+            return self._read(index)
+        except UNREADABLE as err:
             raise BalconError(
-                f"cannot read image {path} ({type(err).__name__}: {err}); "
+                f"cannot read image {self.paths[index]} ({type(err).__name__}: {err}); "
                 "replace or remove the file, or set data.on_bad_image=skip"
             ) from None
+
+    def _read(self, index: int) -> Image.Image:
+        """Image ``index`` from its file; raises what PIL raises (see ``UNREADABLE``)."""
+        assert self.paths is not None
+        with Image.open(self.paths[index]) as img:
+            img.load()
+            return to_rgb(img)
 
     def unreadable(self, workers: int = 8) -> list[tuple[int, str]]:
         """``(index, reason)`` of every image that cannot be read (decoded in threads)."""
@@ -134,9 +141,9 @@ class ImageSet:
 
         def check(index: int) -> tuple[int, str] | None:
             try:
-                self.image(index)
-            except BalconError as err:
-                return index, str(err).split(" (", 1)[1].split("); ", 1)[0]
+                self._read(index)
+            except UNREADABLE as err:
+                return index, f"{type(err).__name__}: {err}"
             return None
 
         with ThreadPoolExecutor(max_workers=workers) as pool:

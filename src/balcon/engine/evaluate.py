@@ -50,7 +50,9 @@ def _ignore_stop_signals(worker_id: int) -> None:
     group would otherwise kill a worker mid-batch and fail that step)."""
     import signal
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+    from balcon.errors import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
 
 

@@ -27,12 +27,9 @@ import torch
 import torch.distributed as dist
 
 from balcon.engine.distributed import DistContext
-from balcon.errors import EX_TEMPFAIL, Preempted
+from balcon.errors import EX_TEMPFAIL, STOP_SIGNALS, Preempted
 
-__all__ = ["EX_TEMPFAIL", "SIGNALS", "Preempted", "StepControl"]
-
-#: The signals that stop a run at the next step boundary with a checkpoint.
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+__all__ = ["EX_TEMPFAIL", "Preempted", "StepControl"]
 
 
 class StepControl:
@@ -59,7 +56,7 @@ class StepControl:
 
     def __enter__(self) -> StepControl:
         if threading.current_thread() is threading.main_thread():
-            for sig in SIGNALS:
+            for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
