@@ -1,4 +1,4 @@
-"""The ``balcon`` command: presets, train, eval, predict, demo.
+"""The ``balcon`` command: presets, train, eval, predict, demo, report, export.
 
 Problems the user can fix (missing data, unknown preset, bad override, unreadable
 checkpoint) print one line naming the problem and the fix, and exit with status 2.
@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
                     "and the lr steps to match (a compressed schedule)")
     tr.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="SECTION.FIELD=VALUE", help="override a config value (repeatable)")
+    tr.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                    help="train once per seed into OUT/seed<N>, one after another, and end "
+                    "with their mean +- std (--resume OUT continues the unfinished ones)")
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on its test (or val) split")
     ev.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
@@ -107,6 +110,24 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--out", help="run directory (default runs/demo-<method>-<timestamp>)")
     de.add_argument("--epochs", type=int, help="epochs (compressed schedule)")
     _common(de)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page of a run, or a "
+                        "comparison of runs (grouped over seeds)")
+    rp.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                    help="run directories (a --seeds folder stands for its runs)")
+    rp.add_argument("--out", metavar="FILE.html", help="page to write (default: report.html "
+                    "in the run, or in the current folder for several runs)")
+    rp.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                    help="checkpoint of each run to analyse (default best)")
+    _common(rp)
+
+    ex = sub.add_parser("export", help="export a checkpoint's inference model (ONNX or "
+                        "TorchScript) with its class names and preprocessing")
+    ex.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
+    ex.add_argument("--format", dest="fmt", required=True, choices=["onnx", "torchscript"],
+                    help="onnx (needs balcon[export]) or torchscript")
+    ex.add_argument("--out", help="file to write (default: beside the checkpoint, "
+                    "best.onnx / best.torchscript.pt)")
     return p
 
 
@@ -173,8 +194,11 @@ def _print_results(run_dir: Path, summary: dict) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from balcon.engine import fit, init_distributed, resume
     from balcon.engine.distributed import on_main
+    from balcon.engine.seeds import read_seeds
 
     ctx, _ = init_distributed(args.device)
+    if args.seeds is not None or (args.resume and on_main(read_seeds, args.resume)):
+        return _train_seeds(args)
     if args.resume:
         if args.overrides or args.epochs is not None or args.out or args.continue_:
             raise BalconError("--resume continues a run as configured; drop --set, --epochs, "
@@ -195,6 +219,67 @@ def _cmd_train(args: argparse.Namespace) -> int:
               "epochs; nothing to resume. Its results:")
     if ctx.is_main:
         _print_results(result.run_dir, result.summary)
+    return 0
+
+
+def _train_seeds(args: argparse.Namespace) -> int:
+    """``train --seeds``, or ``--resume`` of a multi-seed folder: the runs one after
+    another, then their table (mean +- std)."""
+    from balcon.engine.distributed import on_main
+    from balcon.engine.seeds import fit_seeds, read_seeds, resume_seeds, seed_dir
+    from balcon.report.runs import format_seed_table
+
+    if args.resume:
+        if args.overrides or args.epochs is not None or args.out or args.continue_ or \
+                args.seeds is not None:
+            raise BalconError("--resume continues the seeds as configured; drop --set, "
+                              "--epochs, --out, --continue and --seeds")
+        out = Path(args.resume)
+        results = resume_seeds(out, data_dir=args.data_dir, device=args.device)
+    else:
+        cfg = _config_for(args)
+        if any(o.strip().startswith("train.seed=") for o in args.overrides):
+            raise BalconError("--seeds sets train.seed of each run; drop --set train.seed")
+        if args.continue_ and not args.out:
+            raise BalconError("--continue needs --out DIR: the folder of the seeds")
+        out = _run_dir(args.out, cfg.name)
+        info = on_main(read_seeds, out) if args.continue_ else None
+        if info is not None:
+            if info["config"] != cfg.to_dict() or info["seeds"] != args.seeds:
+                raise BalconError(f"{out} holds seeds of another config or other seeds; give "
+                                  f"another --out, or continue them with balcon train "
+                                  f"--resume {out}")
+            results = resume_seeds(out, data_dir=args.data_dir, device=args.device)
+        else:
+            results = fit_seeds(cfg, args.data_dir, out, args.seeds, device=args.device,
+                                download=args.download)
+    if _is_main():
+        info = read_seeds(out) or {"seeds": []}
+        rows = [(seed_dir(out, s).name, r.summary) for s, r in zip(info["seeds"], results,
+                                                                    strict=True)]
+        print()
+        print(format_seed_table(rows))
+        print(f"\nruns in {out}; see them with balcon report {out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from balcon.report.page import build_report
+
+    path = build_report(args.runs, out=args.out, checkpoint=args.checkpoint,
+                        device=args.device)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from balcon.export import export_checkpoint
+
+    result = export_checkpoint(args.checkpoint, args.fmt, out=args.out)
+    meta = result.metadata
+    print(f"wrote {result.path} ({result.format}: {len(meta['class_names'])} classes, input "
+          f"{'x'.join(map(str, meta['input_size']))}); its logits match PyTorch's on a batch "
+          f"of {result.batch} (max difference {result.max_abs_diff:.2e})")
     return 0
 
 
@@ -317,7 +402,8 @@ def _stop_on_signals_until_training() -> dict[int, Any]:
 
 
 COMMANDS = {"presets": _cmd_presets, "train": _cmd_train, "eval": _cmd_eval,
-            "predict": _cmd_predict, "demo": _cmd_demo}
+            "predict": _cmd_predict, "demo": _cmd_demo, "report": _cmd_report,
+            "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

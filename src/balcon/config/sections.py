@@ -157,7 +157,8 @@ class TrainConfig:
     ``batch_size`` is global: under ``torchrun`` each of the N processes takes
     ``batch_size / N``. ``sync_bn`` turns BatchNorm into SyncBatchNorm in multi-GPU runs.
     ``checkpoint_minutes``: minutes between mid-epoch ``last.pt`` writes (null: at epoch
-    ends only; a preemption signal always writes one).
+    ends only; a preemption signal always writes one). ``tensorboard``: also write the
+    logged scalars to ``RUN_DIR/tensorboard/`` (needs ``pip install 'balcon[tensorboard]'``).
     """
 
     epochs: int = 200
@@ -167,6 +168,7 @@ class TrainConfig:
     seed: int = 0
     sync_bn: bool = False
     checkpoint_minutes: float | None = 30.0
+    tensorboard: bool = False
 
 
 @dataclass

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "FEW_BELOW",
+    "MANY_ABOVE",
     "SHOT_GROUPS",
     "longtail_counts",
     "longtail_indices",
@@ -23,6 +25,9 @@ __all__ = [
 
 #: Group names in report order; a class's group comes from its training count.
 SHOT_GROUPS = ("many", "medium", "few")
+#: Many-shot: more than this many training images; few-shot: fewer than ``FEW_BELOW``.
+MANY_ABOVE = 100
+FEW_BELOW = 20
 
 
 def longtail_counts(
@@ -75,9 +80,9 @@ def longtail_indices(
 
 def shot_group_of(count: int) -> str:
     """``"many"`` for more than 100 training images, ``"few"`` under 20, else ``"medium"``."""
-    if count > 100:
+    if count > MANY_ABOVE:
         return "many"
-    if count < 20:
+    if count < FEW_BELOW:
         return "few"
     return "medium"
 

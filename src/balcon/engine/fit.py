@@ -49,6 +49,7 @@ from balcon.engine.run_dir import LOG, RunLock, RunLog, open_new_run, open_resum
 from balcon.engine.run_report import evaluate_split, finished_summary, fmt
 from balcon.engine.schedule import lr_at
 from balcon.engine.steps import EpochMeter, Interrupted, train_one_epoch
+from balcon.engine.tensorboard import EpochBoard
 from balcon.errors import BalconError, one_line
 
 __all__ = ["RunResult", "fit", "resume"]
@@ -105,14 +106,18 @@ def _train(run: Run, stop_after: int | None, control: StepControl) -> RunResult:
     last = min(epochs, stop_after) if stop_after is not None else epochs
     summary = summarize(run.records, run.splits.selection_split) if run.records else {}
     log = RunLog(run.run_dir, enabled=run.ctx.is_main)
+    board = None
     try:
         _log_start(run)
+        board = EpochBoard(run.run_dir, cfg.train.tensorboard and run.ctx.is_main,
+                           run.start_epoch)
         with control.steps():
             for epoch in range(run.start_epoch, last):
                 stats = _train_epoch(run, epoch, control)
                 broadcast_buffers(run.model)  # evaluate and save rank 0's BatchNorm statistics
                 record = _evaluate(run, epoch, stats, control)
                 _save(run, epoch + 1, record)
+                board.epoch(epoch + 1, stats, record)
                 control.checkpointed()
                 if record is not None and epoch + 1 < epochs:
                     summary = summarize(run.records, run.splits.selection_split)
@@ -133,6 +138,8 @@ def _train(run: Run, stop_after: int | None, control: StepControl) -> RunResult:
         LOG.info("stopped: interrupted")
         raise
     finally:
+        if board is not None:
+            board.close()
         log.close()
     return RunResult(run.run_dir, summary)
 

@@ -1,0 +1,165 @@
+"""One pass of a checkpoint over a held-out split, keeping what a run's report draws on.
+
+``balcon report`` needs, per image, the true class, the predicted class, the
+confidence (the largest softmax probability) and whether the true class is in the
+top 5; per class, the sum of the encoder's features over its images (for the
+class-mean feature geometry); and the classifier's weight norms. :func:`report_pass`
+computes them in one batched pass on the best device and caches them beside the
+checkpoint (``best-report-test.npz`` for ``best.pt`` on test), keyed by the
+checkpoint's size and modification time, the split and the data folder; a folder it
+cannot write to gets its report all the same, uncached.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from balcon.config import Config
+from balcon.data import load_image_sets
+from balcon.engine.checkpoint import write_atomic
+from balcon.engine.device import autocast, inference_precision
+from balcon.engine.evaluate import _model_for_inference, eval_loader
+from balcon.engine.metrics import classification_metrics
+from balcon.errors import BalconError
+from balcon.models import BCLModel
+
+__all__ = ["CACHE_FORMAT", "ReportPass", "cache_path", "report_pass"]
+
+#: Bumped when what the cache holds changes: an older cache is recomputed.
+CACHE_FORMAT = "balcon-report-pass-1"
+ARRAYS = ("labels", "predictions", "confidence", "top5_hit", "feature_sums", "feature_counts",
+          "weight_norms")
+
+
+@dataclass
+class ReportPass:
+    """What one pass of a checkpoint over a split leaves (N images, C classes, F features).
+
+    ``labels``, ``predictions`` (N,) int64; ``confidence`` (N,) float32, the largest
+    softmax probability; ``top5_hit`` (N,) bool (top-k with k = min(5, C));
+    ``feature_sums`` (C, F) float64, the sum of the encoder features of each true
+    class's images, and ``feature_counts`` (C,) the images per class;
+    ``weight_norms`` (C,) the L2 norm of each class's classifier weight row. ``meta``:
+    checkpoint, epoch, split, data folder, class names and training counts, the
+    metrics of :func:`~balcon.engine.metrics.classification_metrics`, and whether the
+    pass came from the cache (``cached``).
+    """
+
+    labels: np.ndarray
+    predictions: np.ndarray
+    confidence: np.ndarray
+    top5_hit: np.ndarray
+    feature_sums: np.ndarray
+    feature_counts: np.ndarray
+    weight_norms: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def cache_path(checkpoint: Path, split: str) -> Path:
+    """Where the pass of ``checkpoint`` over ``split`` is cached: beside the checkpoint."""
+    return checkpoint.with_name(f"{checkpoint.stem}-report-{split}.npz")
+
+
+def _fingerprint(checkpoint: Path, split: str, data_dir: Any) -> dict[str, Any]:
+    stat = checkpoint.stat()
+    return {"format": CACHE_FORMAT, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "split": split, "data_dir": None if data_dir is None else str(data_dir)}
+
+
+def _read_cache(path: Path, key: dict[str, Any]) -> ReportPass | None:
+    """The cached pass at ``path`` when it was made for ``key``, else None."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            if meta.get("key") != key:
+                return None
+            arrays = {name: npz[name] for name in ARRAYS}
+    except (OSError, ValueError, KeyError):
+        return None
+    return ReportPass(**arrays, meta={**meta, "cached": True})
+
+
+def _write_cache(path: Path, result: ReportPass) -> bool:
+    """Write the cache atomically; False (and nothing left) when the folder is not writable."""
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(result.meta)),
+             **{name: getattr(result, name) for name in ARRAYS})
+    try:
+        write_atomic(path, lambda f: f.write(buffer.getvalue()))
+    except BalconError:
+        return False
+    return True
+
+
+@torch.no_grad()
+def _features_and_logits(model: BCLModel, images: Any, cfg: Config, device: torch.device,
+                         num_classes: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Logits (N, C) and labels on the CPU, and the per-class sums of the features."""
+    model.eval()
+    precision = inference_precision(device, cfg.train.precision)
+    memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
+    sums: torch.Tensor | None = None
+    all_logits, all_labels = [], []
+    for batch, labels in tqdm(eval_loader(images, cfg.data, device), desc="report pass",
+                              leave=False, dynamic_ncols=True):
+        batch = batch.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        with autocast(device, precision):
+            feats = model.encoder(batch)
+            logits = model.classifier(feats)
+        feats = feats.double().cpu()
+        if sums is None:
+            sums = torch.zeros(num_classes, feats.shape[1], dtype=torch.float64)
+        sums.index_add_(0, labels, feats)
+        all_logits.append(logits.float().cpu())
+        all_labels.append(labels)
+    return torch.cat(all_logits), torch.cat(all_labels), sums.numpy()
+
+
+def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
+                device: str | None = None, split: str | None = None,
+                use_cache: bool = True) -> ReportPass:
+    """The pass of ``checkpoint`` over ``split`` (default: the run's report split) of its
+    data (default: the folder it was trained on), from the cache when it is current."""
+    checkpoint = Path(checkpoint)
+    state, cfg, model, dev = _model_for_inference(checkpoint, device)
+    data_dir = data_dir if data_dir is not None else state.get("data_dir")
+    splits = load_image_sets(cfg.data, data_dir)
+    split = split or splits.report_split
+    key = _fingerprint(checkpoint, split, data_dir)
+    cache = cache_path(checkpoint, split)
+    if use_cache and (cached := _read_cache(cache, key)) is not None:
+        return cached
+    images = splits.get(split)
+    names = state["class_names"]
+    if images.class_names != names:
+        raise BalconError(f"the {split} split in {data_dir} has other classes than "
+                          f"{checkpoint}; point --data-dir at the data it was trained on")
+    logits, labels, sums = _features_and_logits(model, images, cfg, dev, len(names))
+    probs = logits.softmax(dim=1)
+    k = min(5, len(names))
+    weight = state["model"]["classifier.weight"].float()
+    result = ReportPass(
+        labels=labels.numpy().astype(np.int64),
+        predictions=logits.argmax(1).numpy().astype(np.int64),
+        confidence=probs.max(1).values.numpy().astype(np.float32),
+        top5_hit=(logits.topk(k, dim=1).indices == labels[:, None]).any(1).numpy(),
+        feature_sums=sums,
+        feature_counts=np.bincount(labels.numpy(), minlength=len(names)),
+        weight_norms=weight.norm(dim=1).numpy().astype(np.float64),
+        meta={"key": key, "checkpoint": str(checkpoint), "epoch": int(state["epoch"]),
+              "split": split, "data_dir": key["data_dir"], "class_names": list(names),
+              "class_counts": [int(n) for n in state["class_counts"]],
+              "classifier": cfg.model.classifier,
+              "metrics": classification_metrics(logits, labels, state["class_counts"])},
+    )
+    result.meta["cached_to"] = str(cache) if use_cache and _write_cache(cache, result) else None
+    result.meta["cached"] = False
+    return result

@@ -1,0 +1,110 @@
+"""Several seeds of one config: ``balcon train ... --seeds 0 1 2 --out DIR``.
+
+The runs go to ``DIR/seed0``, ``DIR/seed1``, ... one after another, each an ordinary
+run directory whose config differs only in ``train.seed``. ``DIR/seeds.json`` (written
+first) holds the seeds, the config and the data folder, so ``--resume DIR`` continues
+the unfinished runs and starts the ones not begun, and ``balcon report DIR`` finds
+them all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from balcon.config import Config, apply_overrides, config_from_dict
+from balcon.engine.checkpoint import write_text_atomic
+from balcon.engine.distributed import init_distributed, on_main
+from balcon.engine.fit import RunResult, fit, resume
+from balcon.errors import BalconError
+
+__all__ = ["SEEDS_FILE", "fit_seeds", "read_seeds", "resume_seeds", "seed_dir"]
+
+#: The file that marks a multi-seed folder.
+SEEDS_FILE = "seeds.json"
+
+
+def seed_dir(out: Path, seed: int) -> Path:
+    """The run directory of ``seed`` inside the multi-seed folder ``out``."""
+    return Path(out) / f"seed{seed}"
+
+
+def read_seeds(out: str | Path) -> dict[str, Any] | None:
+    """``out``'s ``seeds.json`` (seeds, config, data folder), or None when ``out`` is
+    not a multi-seed folder."""
+    path = Path(out) / SEEDS_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise BalconError(f"{path} is unreadable; restore it or start the seeds again in "
+                          "another --out") from None
+    if not isinstance(info, dict) or not isinstance(info.get("seeds"), list):
+        raise BalconError(f"{path} is not a balcon seeds file; start the seeds again in "
+                          "another --out")
+    return info
+
+
+def _check_seeds(seeds: list[int]) -> None:
+    if not seeds:
+        raise BalconError("--seeds needs at least one seed, e.g. --seeds 0 1 2")
+    if len(set(seeds)) != len(seeds):
+        raise BalconError(f"--seeds lists a seed twice ({' '.join(map(str, seeds))}); give "
+                          "each seed once")
+
+
+def _open_seeds_folder(cfg: Config, data_dir: str | Path | None, out: Path,
+                       seeds: list[int]) -> None:
+    """Rank 0: refuse an ``out`` holding anything, then write its ``seeds.json``."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BalconError(f"--out {out} is not empty; choose another --out, or continue "
+                          f"the seeds with balcon train --resume {out}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise BalconError(f"cannot create {out} ({err.strerror}); choose another --out") \
+            from None
+    info = {"seeds": seeds, "config": cfg.to_dict(),
+            "data_dir": None if data_dir is None else str(Path(data_dir).resolve())}
+    write_text_atomic(out / SEEDS_FILE, json.dumps(info, indent=2))
+
+
+def _run_seeds(cfg: Config, data_dir: str | Path | None, out: Path, seeds: list[int],
+               device: str | None, download: bool) -> list[RunResult]:
+    """Each seed in turn: resumed when its directory holds a run, else started."""
+    results = []
+    for seed in seeds:
+        run = seed_dir(out, seed)
+        begun = on_main(lambda r=run: (r / "config.yaml").is_file())
+        if begun:
+            results.append(resume(run, data_dir=data_dir, device=device, download=download))
+        else:
+            results.append(fit(apply_overrides(cfg, [f"train.seed={seed}"]), data_dir, run,
+                               device=device, download=download))
+    return results
+
+
+def fit_seeds(cfg: Config, data_dir: str | Path | None, out: str | Path, seeds: list[int],
+              device: str | None = None, download: bool = False) -> list[RunResult]:
+    """Train ``cfg`` once per seed into ``out/seed<N>``, one after another."""
+    out = Path(out)
+    _check_seeds(seeds)
+    init_distributed(device)
+    on_main(_open_seeds_folder, cfg, data_dir, out, seeds)
+    return _run_seeds(cfg, data_dir, out, seeds, device, download)
+
+
+def resume_seeds(out: str | Path, data_dir: str | Path | None = None,
+                 device: str | None = None, download: bool = False) -> list[RunResult]:
+    """Continue the multi-seed folder ``out``: finished runs are kept, unfinished ones
+    resumed, the ones not begun started."""
+    out = Path(out)
+    init_distributed(device)
+    info = on_main(read_seeds, out)
+    if info is None:
+        raise BalconError(f"{out} is not a multi-seed folder (no {SEEDS_FILE})")
+    cfg = config_from_dict(info["config"], source=str(out / SEEDS_FILE), new_run=False)
+    data_dir = data_dir if data_dir is not None else info.get("data_dir")
+    return _run_seeds(cfg, data_dir, out, [int(s) for s in info["seeds"]], device, download)

@@ -1,0 +1,342 @@
+"""``balcon report``: one self-contained HTML page for a run, or a comparison of runs.
+
+For one run: results (last and best, from ``summary.json``, beside this page's own
+pass), the config that matters, training curves, per-class accuracy against training
+count, confusions, classifier weight norms, the class-mean feature geometry and
+calibration. The last five come from one pass of the chosen checkpoint over the
+report split (:func:`~balcon.engine.report_pass.report_pass`, cached beside it).
+For several runs: runs differing only in ``train.seed`` are grouped (mean +- std),
+then a table per group and per run, overlaid curves, per-class accuracy per group,
+and each run's own sections, collapsed.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from balcon import __version__
+from balcon.data.longtail import SHOT_GROUPS, shot_group_of
+from balcon.engine.checkpoint import write_text_atomic
+from balcon.engine.report_pass import ReportPass, report_pass
+from balcon.errors import BalconError
+from balcon.methods import METHODS
+from balcon.report import analysis as an
+from balcon.report import figures as fg
+from balcon.report.html import details, figure, page, section, table, value
+from balcon.report.runs import (
+    RESULT_COLUMNS,
+    Group,
+    Run,
+    expand_runs,
+    format_mean_std,
+    group_runs,
+    mean_std,
+    read_run,
+)
+
+__all__ = ["Analysed", "analyse", "build_report", "comparison_page", "run_page"]
+
+#: Largest class count drawn as a matrix (confusions, cosines); above it, tables only.
+MATRIX_MAX_CLASSES = 30
+#: Confusion pairs listed.
+TOP_CONFUSIONS = 20
+
+
+@dataclass
+class Analysed:
+    """A run with its report pass and the numbers drawn from it."""
+
+    run: Run
+    rp: ReportPass
+    matrix: np.ndarray
+    geometry: dict[str, Any]
+    calibrations: dict[str, an.Calibration]
+    toward_head: float | None
+
+    @property
+    def names(self) -> list[str]:
+        """Class names, in class-index order."""
+        return self.rp.meta["class_names"]
+
+    @property
+    def counts(self) -> list[int]:
+        """Training images per class."""
+        return self.rp.meta["class_counts"]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The pass's accuracies (top-1, top-5, shot groups, per class)."""
+        return self.rp.meta["metrics"]
+
+
+def analyse(run: Run, rp: ReportPass) -> Analysed:
+    """The report's numbers of ``run`` from its pass ``rp``."""
+    counts = rp.meta["class_counts"]
+    matrix = an.confusion_matrix(rp.labels, rp.predictions, len(counts))
+    return Analysed(
+        run, rp, matrix, an.geometry(rp.feature_sums, rp.feature_counts, counts),
+        an.calibration_by_group(rp.confidence, rp.predictions == rp.labels, rp.labels, counts),
+        an.toward_head_share(matrix, counts))
+
+
+def _result_rows(a: Analysed) -> tuple[list[list[Any]], list[str]]:
+    """Rows of the results table: the run's summary (or its records) and this pass."""
+    s, rows = a.run.summary, []
+    if "selection" in s:
+        for key in ("last", "best"):
+            r = s["selection"][key]
+            rows.append([f"{key} (epoch {r['epoch']}, {r.get('split')}, selection)",
+                         *(r.get(k) for k, _ in RESULT_COLUMNS)])
+    for key in ("last", "best"):
+        if key in s:
+            r = s[key]
+            rows.append([f"{key} (epoch {r['epoch']}, {r.get('split', 'test')})",
+                         *(r.get(k) for k, _ in RESULT_COLUMNS)])
+    m, meta = a.metrics, a.rp.meta
+    rows.append([f"{a.run.checkpoint.name} (epoch {meta['epoch']}, {meta['split']}): "
+                 "this page's pass", *(m.get(k) for k, _ in RESULT_COLUMNS)])
+    return rows, [""] * (len(rows) - 1) + ["mean"]
+
+
+def _config_list(a: Analysed) -> str:
+    """The config that matters, as a definition list."""
+    c = a.run.config
+    data, model, train, optim = (c.get(k, {}) for k in ("data", "model", "train", "optim"))
+    method = c.get("loss", {}).get("method")
+    epochs_run = a.run.summary.get("epochs_run") or (a.run.records[-1]["epoch"]
+                                                      if a.run.records else 0)
+    counts = a.counts
+    items = [
+        ("config", c.get("name")),
+        ("method", f"{method}: {METHODS[method].summary}" if method in METHODS else method),
+        ("epochs", f"{epochs_run} of {train.get('epochs')}" +
+         ("" if a.run.summary.get("finished") else " (unfinished)")),
+        ("data", f"{data.get('dataset')} from {a.rp.meta['data_dir'] or 'bundled data'}"),
+        ("classes", f"{len(counts)}; {sum(counts)} training images, "
+                    f"{max(counts)} to {min(counts)} per class "
+                    f"(imbalance {max(counts) / max(min(counts), 1):.0f})"),
+        ("shot groups", ", ".join(f"{g} {sum(shot_group_of(n) == g for n in counts)}"
+                                  for g in SHOT_GROUPS)),
+        ("model", f"{model.get('encoder')}, {model.get('classifier')} classifier"),
+        ("optimiser", f"lr {optim.get('lr')}, batch {train.get('batch_size')}, "
+                      f"precision {train.get('precision')}, seed {train.get('seed')}"),
+        ("report split", f"{a.rp.meta['split']}, {len(a.rp.labels)} images"),
+        ("run directory", str(a.run.path)),
+    ]
+    return "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{value(v)}</dd>"
+                            for k, v in items) + "</dl>"
+
+
+def _per_class(a: Analysed) -> str:
+    acc = a.metrics["per_class"]
+    order = sorted(range(len(a.names)), key=lambda c: -a.counts[c])
+    errors = a.matrix.copy()
+    np.fill_diagonal(errors, 0)
+    rows = [[a.names[c], shot_group_of(a.counts[c]), a.counts[c], int(a.matrix[c].sum()),
+             acc[c], a.names[int(errors[c].argmax())] if errors[c].sum() else "-"]
+            for c in order]
+    fig = fg.per_class_figure([("accuracy", a.counts, acc)], a.names)
+    return (figure(fig, "per-class accuracy against training count")
+            + details(f"per-class table ({len(order)} classes)",
+                      table(["class", "group", "train", "report images", "accuracy",
+                             "most confused with"],
+                            [[r[0], r[1], f"{r[2]}", f"{r[3]}", r[4], r[5]] for r in rows])))
+
+
+def _confusions(a: Analysed) -> str:
+    parts = []
+    c = len(a.names)
+    if c <= MATRIX_MAX_CLASSES:
+        order = sorted(range(c), key=lambda i: -a.counts[i])
+        parts.append(figure(fg.confusion_figure(a.matrix, a.names, order), "confusion matrix"))
+    pairs = an.top_confusions(a.matrix, a.counts, TOP_CONFUSIONS)
+    rows = [[a.names[p["true"]], a.names[p["predicted"]], f"{p['count']}", 100 * p["share"],
+             f"{a.counts[p['true']]} -> {a.counts[p['predicted']]}", p["direction"]]
+            for p in pairs]
+    share = a.toward_head
+    parts.append(f"<p>Of all errors, <b>{value(None if share is None else 100 * share)}%</b> "
+                 "predict a class with more training images than the true class "
+                 "(tail -> head).</p>")
+    parts.append(f"<h3>The {len(pairs)} most frequent confusions</h3>" + table(
+        ["true", "predicted", "images", "% of true class", "training counts", "direction"],
+        rows))
+    return "".join(parts)
+
+
+def _weight_norms(a: Analysed) -> str:
+    norms = a.rp.weight_norms
+    r = float(np.corrcoef(np.log(np.maximum(a.counts, 1)), norms)[0, 1]) \
+        if np.std(norms) > 0 and len(set(a.counts)) > 1 else None
+    note = ("The logits of a cosine classifier ignore the norm; it shows how training moved "
+            "each class's weights." if a.rp.meta.get("classifier") == "cosine" else
+            "A linear classifier's logits scale with the norm: a norm that grows with the "
+            "class count favours the head.")
+    return (figure(fg.weight_norm_figure(a.counts, norms, a.rp.meta.get("classifier", ""),
+                                         a.names),
+                   "classifier weight norm per class")
+            + f"<p>Correlation of the norm with log training count: <b>{value(r)}</b>. "
+              f"{note}</p>")
+
+
+def _geometry(a: Analysed) -> str:
+    g = a.geometry
+    rows = [["all classes", g["distance"]], *([f"within {k}", g["groups"][k]]
+                                              for k in SHOT_GROUPS)]
+    text = ("<p>Class-mean features of the encoder on the report split, centred by the mean "
+            "of the class means. Distance from the regular simplex: mean |cos<sub>ij</sub> + "
+            "1/(C-1)| over pairs of classes (0: every pair at the simplex angle; balanced "
+            "features approach it).</p>")
+    parts = [text, table(["classes", "distance from simplex"], rows)]
+    if len(g["classes"]) <= MATRIX_MAX_CLASSES:
+        names = [a.names[c] for c in g["classes"]]
+        order = sorted(range(len(names)), key=lambda i: -a.counts[g["classes"][i]])
+        parts.append(figure(fg.cosine_figure(g["cosines"], names, order),
+                            "class-mean cosines"))
+    return "".join(parts)
+
+
+def _calibration(a: Analysed) -> str:
+    rows = [[k, a.calibrations[k].ece, int(a.calibrations[k].bin_count.sum())]
+            for k in ("all", *SHOT_GROUPS)]
+    return (f"<p>Expected calibration error over {an.ECE_BINS} equal-width confidence bins "
+            "(percent; 0 is perfectly calibrated), by the true class's shot group.</p>"
+            + table(["images", "ECE (%)", "count"], [[r[0], r[1], f"{r[2]}"] for r in rows])
+            + figure(fg.calibration_figure(a.calibrations), "reliability diagram"))
+
+
+#: The sections of one run: anchor, title, builder.
+RUN_SECTIONS: tuple[tuple[str, str, Callable[[Analysed], str]], ...] = (
+    ("config", "Run", _config_list),
+    ("curves", "Training curves",
+     lambda a: figure(fg.curves_figure(a.run.records), "training curves")
+     if a.run.records else "<p class=\"note\">No evaluation recorded yet.</p>"),
+    ("per-class", "Per-class accuracy against training count", _per_class),
+    ("confusions", "Confusions", _confusions),
+    ("weight-norms", "Classifier weight norms", _weight_norms),
+    ("geometry", "Feature geometry", _geometry),
+    ("calibration", "Calibration", _calibration),
+)
+
+
+def _results(a: Analysed) -> str:
+    rows, classes = _result_rows(a)
+    return table(["", *(t for _, t in RESULT_COLUMNS)], rows, classes)
+
+
+def run_sections(a: Analysed, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(anchor, title, HTML) of each section of one run."""
+    out = [(f"{prefix}results", "Results", _results(a))]
+    out += [(f"{prefix}{anchor}", title, build(a)) for anchor, title, build in RUN_SECTIONS]
+    return out
+
+
+def _subtitle(extra: str) -> str:
+    return f"balcon {__version__}, {datetime.now():%Y-%m-%d %H:%M}; {extra}"
+
+
+def run_page(a: Analysed) -> str:
+    """The page of one run."""
+    parts = run_sections(a)
+    meta = a.rp.meta
+    return page(f"balcon report: {a.run.name}",
+                _subtitle(f"{a.run.checkpoint.name} (epoch {meta['epoch']}) on {meta['split']}"),
+                [(k, t) for k, t, _ in parts], "".join(section(*p) for p in parts))
+
+
+def _group_rows(groups: Sequence[Group], by_run: dict[Path, Analysed]) -> list[list[Any]]:
+    rows = []
+    for g in groups:
+        runs = [by_run[r.path] for r in g.runs]
+
+        def over(get: Callable[[Analysed], Any], runs: list[Analysed] = runs) -> str:
+            return format_mean_std([get(a) for a in runs])
+        rows.append([g.label, f"{len(runs)}",
+                     *(over(lambda a, w=w, k=k: a.run.summary.get(w, {}).get(k))
+                       for w in ("last", "best") for k in ("top1", "many", "medium", "few")),
+                     over(lambda a: a.calibrations["all"].ece),
+                     over(lambda a: a.geometry["distance"]),
+                     over(lambda a: None if a.toward_head is None else 100 * a.toward_head)])
+    return rows
+
+
+def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> str:
+    """The page comparing several runs, grouped over seeds."""
+    by_run = {a.run.path: a for a in analysed}
+    header = ["group", "runs", *(f"{w} {t}" for w in ("last", "best")
+                                 for t in ("top-1", "many", "medium", "few")),
+              "ECE (%)", "simplex dist.", "errors to head (%)"]
+    group_of = {r.path: g.label for g in groups for r in g.runs}
+    run_rows = [[a.run.name, group_of[a.run.path], f"{a.run.seed}",
+                 f"{a.run.summary.get('epochs_run', '-')}",
+                 *(a.run.summary.get(w, {}).get(k) for w in ("last", "best")
+                   for k in ("top1", "many", "medium", "few"))] for a in analysed]
+    per_group = []
+    for g in groups:
+        runs = [by_run[r.path] for r in g.runs]
+        accs = [mean_std([a.metrics["per_class"][c] for a in runs])[0]
+                for c in range(len(runs[0].names))]
+        per_group.append((g.label, runs[0].counts, accs))
+    sections = [
+        ("groups", "Groups (mean +- std over seeds)",
+         "<p>Runs whose configs differ only in train.seed form a group; last and best "
+         "from each run's summary.json, the rest from this page's pass of each run's "
+         f"{analysed[0].run.checkpoint.name}.</p>" + table(header, _group_rows(groups, by_run))),
+        ("runs", "Runs", table(["run", "group", "seed", "epochs",
+                                *(f"{w} {t}" for w in ("last", "best")
+                                  for t in ("top-1", "many", "medium", "few"))], run_rows)),
+        ("curves", "Training curves",
+         figure(fg.overlay_curves_figure([(group_of[a.run.path], a.run.records)
+                                          for a in analysed]), "overlaid training curves")),
+        ("per-class", "Per-class accuracy against training count (group means)",
+         figure(fg.per_class_figure(per_group), "per-class accuracy per group")),
+    ]
+    each = "".join(details(f"{a.run.name} ({group_of[a.run.path]}, seed {a.run.seed})",
+                           *(section(*p) for p in run_sections(a, f"r{i}-")))
+                   for i, a in enumerate(analysed))
+    sections.append(("each-run", "Each run", each))
+    return page(f"balcon report: {len(analysed)} runs in {len(groups)} groups",
+                _subtitle(", ".join(a.run.name for a in analysed)),
+                [(k, t) for k, t, _ in sections], "".join(section(*s) for s in sections))
+
+
+def _default_out(runs: Sequence[Run]) -> Path:
+    return runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")
+
+
+def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
+                 checkpoint: str = "best", device: str | None = None,
+                 say: Callable[[str], None] = print) -> Path:
+    """Write the report of the runs in ``paths``; returns the page's path.
+
+    ``say`` gets one line per run (its pass, computed or from the cache).
+    """
+    runs = [read_run(p, checkpoint) for p in expand_runs(paths)]
+    analysed = []
+    for run in runs:
+        rp = report_pass(run.checkpoint, device=device)
+        say(f"{run.name}: {run.checkpoint.name} on {rp.meta['split']}, "
+            + ("from the cache" if rp.meta.get("cached") else
+               f"pass done ({len(rp.labels)} images"
+               + (", cached)" if rp.meta.get("cached_to") else ", not cached: read-only)")))
+        if analysed and rp.meta["class_names"] != analysed[0].names:
+            raise BalconError(f"{run.path} has other classes than {analysed[0].run.path}; "
+                              "compare runs on the same classes")
+        analysed.append(analyse(run, rp))
+    text = run_page(analysed[0]) if len(analysed) == 1 else \
+        comparison_page(group_runs(runs), analysed)
+    target = Path(out) if out else _default_out(runs)
+    try:
+        write_text_atomic(target, text)
+    except BalconError:
+        if out:
+            raise
+        target = Path(f"{runs[0].path.name}-report.html")  # a run folder we may not write
+        write_text_atomic(target, text)
+    return target

@@ -1,0 +1,188 @@
+"""Run directories as the report reads them, and runs grouped over seeds.
+
+A run directory holds ``config.yaml`` and, once it has trained, ``last.pt``,
+``best.pt``, ``metrics.jsonl`` and ``summary.json``. A multi-seed folder (``seeds.json``,
+from ``balcon train --seeds``) stands for its ``seed<N>`` runs. Runs whose configs
+differ only in ``train.seed`` (on the same data folder) form a group, reported as
+mean +- sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from balcon.engine.seeds import read_seeds, seed_dir
+from balcon.errors import BalconError
+from balcon.report.plots import read_metrics
+
+__all__ = ["RESULT_COLUMNS", "Group", "Run", "expand_runs", "group_runs", "mean_std",
+           "read_run", "format_seed_table"]
+
+#: Result keys of the tables, with their titles.
+RESULT_COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("many", "many"),
+                  ("medium", "medium"), ("few", "few"))
+
+
+@dataclass
+class Run:
+    """One run directory: its config, metrics lines, summary and chosen checkpoint."""
+
+    path: Path
+    config: dict[str, Any]
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    data_dir: str | None
+    checkpoint: Path
+
+    @property
+    def name(self) -> str:
+        """The run's folder name, with its parent's for a seed of a multi-seed folder."""
+        parent = self.path.parent
+        return f"{parent.name}/{self.path.name}" if (parent / "seeds.json").is_file() \
+            else self.path.name
+
+    @property
+    def seed(self) -> int:
+        """``train.seed`` of the run."""
+        return int(self.config.get("train", {}).get("seed", 0))
+
+
+@dataclass
+class Group:
+    """Runs that differ only in their seed; ``label`` names what sets it apart."""
+
+    label: str
+    runs: list[Run] = field(default_factory=list)
+
+
+def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """The run directories of ``paths``: a multi-seed folder stands for its seed runs."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        info = read_seeds(p) if p.is_dir() else None
+        if info is not None:
+            runs = [seed_dir(p, int(s)) for s in info["seeds"]]
+            out += [r for r in runs if (r / "config.yaml").is_file()]
+            if not any((r / "config.yaml").is_file() for r in runs):
+                raise BalconError(f"{p} is a multi-seed folder whose runs have not started; "
+                                  f"train them with balcon train --resume {p}")
+        else:
+            out.append(p)
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_run(path: str | Path, checkpoint: str = "best") -> Run:
+    """The run in ``path``, with ``best.pt`` or ``last.pt`` as ``checkpoint`` says."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise BalconError(f"{path} is not a balcon run directory (no config.yaml); give "
+                          "the --out folder of balcon train")
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        config = None
+    if not isinstance(config, dict):
+        raise BalconError(f"{path / 'config.yaml'} is unreadable; restore it from the run's "
+                          "checkpoint or a backup")
+    ckpt = path / f"{checkpoint}.pt"
+    if not ckpt.is_file():
+        have = [p.name for p in (path / "best.pt", path / "last.pt") if p.is_file()]
+        fix = (f"use --checkpoint {have[0].removesuffix('.pt')}" if have else
+               f"train it first (balcon train --resume {path})")
+        raise BalconError(f"{path} has no {ckpt.name}; {fix}")
+    records = read_metrics(path)
+    summary = _read_json(path / "summary.json") or {}
+    info = _read_json(path / "run.json") or {}
+    return Run(path, config, records, summary, info.get("data_dir"), ckpt)
+
+
+def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(config))
+    out.get("train", {}).pop("seed", None)
+    return out
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def group_runs(runs: Sequence[Run]) -> list[Group]:
+    """Runs grouped by config but ``train.seed`` (and data folder), in first-seen order.
+
+    A group's label lists the fields whose values differ between groups (e.g.
+    ``loss.method=ce``), or the config's name when only the data folder differs.
+    """
+    keyed: dict[str, list[Run]] = {}
+    for run in runs:
+        key = json.dumps([_without_seed(run.config), run.data_dir], sort_keys=True)
+        keyed.setdefault(key, []).append(run)
+    flats = [_flat(_without_seed(members[0].config)) for members in keyed.values()]
+    keys = sorted(set().union(*flats))
+    differing = [k for k in keys if len({json.dumps(f.get(k)) for f in flats}) > 1]
+    differing = [k for k in differing if k != "name"] or [k for k in differing if k == "name"]
+    groups = []
+    for flat, members in zip(flats, keyed.values(), strict=True):
+        label = ", ".join(f"{k}={flat.get(k)}" for k in differing) or str(flat.get("name"))
+        groups.append(Group(label, list(members)))
+    return groups
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean, sample standard deviation (None for one value) and count of the values
+    that are not None."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return None, None, 0
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
+    return mean, std, len(xs)
+
+
+def format_mean_std(values: Sequence[float | None]) -> str:
+    """``mean +- std`` (2 decimals), the value alone for one run, ``-`` for none."""
+    mean, std, _ = mean_std(values)
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} +- {std:.2f}"
+
+
+def format_seed_table(summaries: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """A plain-text table, one row per seed run and a mean +- std row, for last and best."""
+    header = ["run", *(f"{which} {title}" for which in ("last", "best")
+                       for key, title in RESULT_COLUMNS if key in ("top1", "many", "medium",
+                                                                    "few"))]
+    keys = [(which, key) for which in ("last", "best") for key, _ in RESULT_COLUMNS
+            if key in ("top1", "many", "medium", "few")]
+    rows = []
+    for name, summary in summaries:
+        rows.append([name, *("-" if summary.get(w, {}).get(k) is None
+                             else f"{summary[w][k]:.2f}" for w, k in keys)])
+    rows.append([f"mean +- std ({len(summaries)})",
+                 *(format_mean_std([s.get(w, {}).get(k) for _, s in summaries])
+                   for w, k in keys)])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in [header, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
