@@ -257,6 +257,9 @@ def _train_seeds(args: argparse.Namespace) -> int:
         info = read_seeds(out) or {"seeds": []}
         rows = [(seed_dir(out, s).name, r.summary) for s, r in zip(info["seeds"], results,
                                                                     strict=True)]
+        done = [name for (name, _), r in zip(rows, results, strict=True) if r.already_finished]
+        if done:
+            print(f"already finished (left as they were): {', '.join(done)}")
         print()
         print(format_seed_table(rows))
         print(f"\nruns in {out}; see them with balcon report {out}")

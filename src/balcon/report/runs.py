@@ -110,9 +110,19 @@ def read_run(path: str | Path, checkpoint: str = "best") -> Run:
     return Run(path, config, records, summary, info.get("data_dir"), ckpt)
 
 
+#: Fields that do not change what a run learns (besides the seed itself): runs that
+#: differ only in these are seeds of one group. (Worker counts give bit-identical runs;
+#: tests/test_engine.py checks it.)
+BOOKKEEPING = ("train.seed", "train.tensorboard", "train.checkpoint_minutes",
+               "data.num_workers")
+
+
 def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without the seed and the bookkeeping fields."""
     out = json.loads(json.dumps(config))
-    out.get("train", {}).pop("seed", None)
+    for dotted in BOOKKEEPING:
+        section, key = dotted.split(".")
+        out.get(section, {}).pop(key, None)
     return out
 
 
@@ -127,7 +137,8 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:
-    """Runs grouped by config but ``train.seed`` (and data folder), in first-seen order.
+    """Runs grouped by config but ``train.seed`` and the :data:`BOOKKEEPING` fields (and
+    by data folder), in first-seen order.
 
     A group's label lists the fields whose values differ between groups (e.g.
     ``loss.method=ce``), or the config's name when only the data folder differs.

@@ -1,0 +1,308 @@
+"""balcon report, train --seeds and train.tensorboard: the numbers against slow references
+written from their formulas, the page against summary.json, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from balcon.cli import main
+from balcon.engine import fit, load_checkpoint
+from balcon.engine.report_pass import cache_path, report_pass
+from balcon.engine.tensorboard import EpochBoard
+from balcon.errors import BalconError
+from balcon.report import analysis as an
+from balcon.report.runs import format_mean_std, group_runs, mean_std, read_run
+from test_engine import TINY, tiny_config
+
+# ---------------------------------------------------------------- the numbers, by formula
+
+
+def test_confusion_matrix_and_top_pairs_against_a_loop():
+    rng = np.random.default_rng(0)
+    labels, preds = rng.integers(0, 6, 500), rng.integers(0, 6, 500)
+    m = an.confusion_matrix(labels, preds, 6)
+    slow = np.zeros((6, 6), dtype=np.int64)
+    for t, p in zip(labels, preds, strict=True):
+        slow[t, p] += 1
+    assert np.array_equal(m, slow)
+    counts = [500, 300, 100, 50, 20, 5]
+    pairs = an.top_confusions(m, counts, k=7)
+    off = sorted(((slow[i, j], i, j) for i in range(6) for j in range(6) if i != j),
+                 key=lambda x: (-x[0], x[1], x[2]))[:7]
+    assert [(p["count"], p["true"], p["predicted"]) for p in pairs] == off
+    for p in pairs:
+        want = "tail -> head" if counts[p["predicted"]] > counts[p["true"]] else "head -> tail"
+        assert p["direction"] == want
+        assert p["share"] == pytest.approx(slow[p["true"], p["predicted"]] / slow[p["true"]].sum())
+    toward = sum(slow[i, j] for i in range(6) for j in range(6)
+                 if i != j and counts[j] > counts[i])
+    assert an.toward_head_share(m, counts) == pytest.approx(toward / (500 - np.trace(slow)))
+
+
+def test_simplex_distance_is_zero_on_a_simplex_and_matches_the_formula():
+    c = 5
+    simplex = np.eye(c) - 1.0 / c  # centred vertices of the regular simplex
+    feats = np.concatenate([simplex[k] + 0.0 * np.ones((n, c)) for k, n in
+                            enumerate([50, 20, 9, 3, 1])])
+    labels = np.repeat(np.arange(c), [50, 20, 9, 3, 1])
+    sums = np.zeros((c, c))
+    np.add.at(sums, labels, feats)
+    cos = an.class_mean_cosines(sums + 7.0 * np.bincount(labels)[:, None],  # any shift
+                                np.bincount(labels))
+    assert np.allclose(cos[~np.eye(c, dtype=bool)], -1 / (c - 1))
+    assert an.simplex_distance(cos) == pytest.approx(0, abs=1e-12)
+    rng = np.random.default_rng(1)
+    means = rng.normal(size=(c, 8))
+    centred = means - means.mean(0)
+    unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    cos = an.class_mean_cosines(means * 3, np.full(c, 3))
+    slow = [abs(unit[i] @ unit[j] + 1 / (c - 1)) for i in range(c) for j in range(c) if i != j]
+    assert an.simplex_distance(cos) == pytest.approx(np.mean(slow))
+    pairs = [abs(unit[i] @ unit[j] + 1 / (c - 1)) for i in (1, 3) for j in (1, 3) if i != j]
+    assert an.simplex_distance(cos, [1, 3]) == pytest.approx(np.mean(pairs))
+    assert an.simplex_distance(cos, [2]) is None
+
+
+def test_expected_calibration_error_against_a_loop():
+    rng = np.random.default_rng(2)
+    conf = rng.uniform(0.1, 1.0, 1000)
+    conf[:5] = [1.0, 1 / 15, 2 / 15, 0.5, 0.0]  # bin edges belong to the lower bin
+    correct = rng.random(1000) < conf ** 2
+    cal = an.calibration(conf, correct)
+    ece, filled = 0.0, 0
+    for b in range(15):
+        lo, hi = b / 15, (b + 1) / 15
+        mask = (conf > lo) & (conf <= hi) if b else (conf <= hi)
+        if mask.any():
+            filled += 1
+            ece += mask.sum() / 1000 * abs(correct[mask].mean() - conf[mask].mean())
+            assert cal.bin_accuracy[b] == pytest.approx(100 * correct[mask].mean())
+        assert cal.bin_count[b] == mask.sum()
+    assert cal.ece == pytest.approx(100 * ece)
+    perfect = an.calibration(np.full(10, 0.7), np.arange(10) < 7)
+    assert perfect.ece == pytest.approx(0)
+    assert an.calibration(np.array([]), np.array([], dtype=bool)).ece is None
+    groups = an.calibration_by_group(conf[:30], correct[:30], np.arange(30) % 3, [500, 50, 5])
+    assert groups["few"].bin_count.sum() == 10
+    assert groups["all"].ece == pytest.approx(an.calibration(conf[:30], correct[:30]).ece)
+
+
+def test_mean_std_and_grouping(tmp_path: Path):
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)  # sample standard deviation
+    assert mean_std([4.0, None]) == (4.0, None, 1)
+    assert format_mean_std([None]) == "-"
+    assert format_mean_std([53.2, 50.98, 54.6]) == "52.93 +- 1.83"
+
+
+# ------------------------------------------------------------------- runs for the page
+
+
+@pytest.fixture(scope="module")
+def seeds_dir(tmp_path_factory, cifar10_shared_root: Path) -> Path:
+    """Two seeds of the tiny BCL run, with TensorBoard, through the command line."""
+    out = tmp_path_factory.mktemp("seeds") / "bcl"
+    args = ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(cifar10_shared_root),
+            "--out", str(out), "--epochs", "2", "--set", "train.tensorboard=true",
+            "--seeds", "0", "1"]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def ce_run(tmp_path_factory, cifar10_shared_root: Path) -> Path:
+    out = tmp_path_factory.mktemp("ce") / "ce"
+    fit(tiny_config("loss.method=ce"), cifar10_shared_root, out)
+    return out
+
+
+def test_seeds_train_in_turn_and_print_their_table(seeds_dir: Path, capsys):
+    info = json.loads((seeds_dir / "seeds.json").read_text())
+    assert info["seeds"] == [0, 1]
+    configs = [read_run(seeds_dir / f"seed{s}").config for s in (0, 1)]
+    assert [c["train"]["seed"] for c in configs] == [0, 1]
+    configs[1]["train"]["seed"] = 0
+    assert configs[0] == configs[1]  # they differ in the seed alone
+    summaries = [json.loads((seeds_dir / f"seed{s}/summary.json").read_text()) for s in (0, 1)]
+    assert all(s["finished"] for s in summaries)
+    assert main(["train", "--resume", str(seeds_dir)]) == 0  # both finished: nothing to do
+    out = capsys.readouterr().out
+    assert "already finished" in out
+    row = out.splitlines()[-3]
+    assert row.startswith("mean +- std (2)")
+    assert format_mean_std([s["last"]["top1"] for s in summaries]) in row
+
+
+def test_resume_of_seeds_continues_the_unfinished(seeds_dir: Path, tmp_path: Path,
+                                                  cifar10_shared_root: Path):
+    copy = tmp_path / "bcl"
+    shutil.copytree(seeds_dir, copy)
+    shutil.rmtree(copy / "seed1")  # seed 1 cut after its first epoch
+    cfg = tiny_config("train.seed=1", "train.tensorboard=true")
+    fit(cfg, cifar10_shared_root, copy / "seed1", stop_after=1)
+    seed0 = (copy / "seed0/last.pt").stat().st_mtime_ns
+    assert main(["train", "--resume", str(copy)]) == 0
+    assert (copy / "seed0/last.pt").stat().st_mtime_ns == seed0  # finished: left alone
+    done, ref = (load_checkpoint(p / "seed1/last.pt")["model"] for p in (copy, seeds_dir))
+    assert all(torch.equal(done[k], ref[k]) for k in ref)  # as if never cut
+
+
+def test_seeds_refuse_bad_input(seeds_dir: Path, tmp_path: Path, capsys):
+    base = ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(tmp_path)]
+    for args, words in (
+        ([*base, "--seeds", "0", "0", "--out", str(tmp_path / "a")], "twice"),
+        ([*base, "--seeds", "0", "--set", "train.seed=3"], "drop --set train.seed"),
+        ([*base, "--seeds", "0", "1", "--out", str(seeds_dir)], "not empty"),
+        (["train", "--resume", str(seeds_dir), "--seeds", "3"], "drop"),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and "\n" not in err
+
+
+def test_tensorboard_holds_the_logged_scalars(seeds_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = seeds_dir / "seed0"
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss_cls", "train/loss_con", "train/lr", "train/accuracy",
+            "train/images_per_s", "test/top1", "test/top5", "test/medium"} <= tags
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    top1 = [(e.step, e.value) for e in events.Scalars("test/top1")]
+    assert top1 == [(r["epoch"], pytest.approx(r["top1"])) for r in records]
+    assert [e.value for e in events.Scalars("train/loss")] == \
+        [pytest.approx(r["loss"], rel=1e-6) for r in records]
+
+
+def test_tensorboard_missing_is_one_line(monkeypatch, tmp_path: Path):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(BalconError, match=r"pip install 'balcon\[tensorboard\]'"):
+        EpochBoard(tmp_path, enabled=True)
+    assert EpochBoard(tmp_path, enabled=False).writer is None
+
+
+# -------------------------------------------------------------------------- the page
+
+SECTIONS = ("results", "config", "curves", "per-class", "confusions", "weight-norms",
+            "geometry", "calibration")
+
+
+def assert_offline(page: str) -> None:
+    """Nothing loads from elsewhere: every src a data: URI, every href an anchor."""
+    for attr in re.findall(r'\b(?:src|href)\s*=\s*"([^"]*)"', page):
+        assert attr.startswith(("data:", "#")), attr
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert not re.search(r"url\(\s*['\"]?(?!data:)", page)
+
+
+def test_run_page_has_every_section_and_the_summary_numbers(seeds_dir: Path, capsys):
+    run = seeds_dir / "seed0"
+    assert main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    page_path = run / "report.html"
+    assert f"wrote {page_path}" in out
+    page = page_path.read_text()
+    assert len(page) > 20_000
+    assert_offline(page)
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}">' in page, anchor
+    for word in ("many", "medium", "few", "ECE", "simplex"):
+        assert word in page
+    summary = json.loads((run / "summary.json").read_text())
+    cells = re.findall(r"<td>([^<]*)</td>", page)
+    for which in ("last", "best"):
+        for key in ("top1", "top5", "many", "medium", "few"):
+            v = summary[which][key]
+            assert ("-" if v is None else f"{v:.2f}") in cells
+    # the page's own pass of best.pt measures what the run logged for its best epoch
+    rp = report_pass(run / "best.pt")
+    assert rp.meta["cached"]
+    assert rp.meta["metrics"]["top1"] == pytest.approx(summary["best"]["top1"])
+    assert rp.meta["epoch"] == summary["best"]["epoch"]
+
+
+def test_the_pass_is_cached_and_recomputed_when_the_checkpoint_changes(
+        seeds_dir: Path, tmp_path: Path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(seeds_dir / "seed1", run)
+    cache = cache_path(run / "best.pt", "test")
+    cache.unlink(missing_ok=True)
+    first = report_pass(run / "best.pt")
+    assert not first.meta["cached"] and cache.is_file()
+    again = report_pass(run / "best.pt")
+    assert again.meta["cached"]
+    for name in ("labels", "predictions", "confidence", "feature_sums", "weight_norms"):
+        assert np.array_equal(getattr(first, name), getattr(again, name))
+    # the slow way: per-image logits from balcon eval's predictions
+    from balcon.engine import evaluate_checkpoint
+
+    metrics, preds = evaluate_checkpoint(run / "best.pt")
+    assert np.array_equal(first.predictions, preds.logits.argmax(1).numpy())
+    assert np.allclose(first.confidence, preds.logits.softmax(1).max(1).values.numpy(),
+                       atol=1e-6)
+    assert first.meta["metrics"]["per_class"] == metrics["per_class"]
+    state = load_checkpoint(run / "best.pt")
+    assert np.allclose(first.weight_norms, state["model"]["classifier.weight"].norm(dim=1))
+    torch.save(state, run / "best.pt")  # a new best.pt: the cache no longer holds
+    assert not report_pass(run / "best.pt").meta["cached"]
+
+    def read_only(*args, **kwargs):
+        raise BalconError("cannot write: read-only file system")
+
+    monkeypatch.setattr("balcon.engine.report_pass.write_atomic", read_only)
+    cache.unlink()
+    rp = report_pass(run / "best.pt")  # a folder it cannot write still gets its pass
+    assert rp.meta["cached_to"] is None and not cache.exists()
+
+
+def test_comparison_groups_seeds(seeds_dir: Path, ce_run: Path, tmp_path: Path, capsys):
+    out = tmp_path / "cmp.html"
+    assert main(["report", str(seeds_dir), str(ce_run), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert_offline(page)
+    for anchor in ("groups", "runs", "curves", "per-class", "each-run"):
+        assert f'<section id="{anchor}">' in page
+    runs = [read_run(seeds_dir / "seed0"), read_run(seeds_dir / "seed1"), read_run(ce_run)]
+    groups = group_runs(runs)
+    assert [g.label for g in groups] == ["loss.method=bcl", "loss.method=ce"]
+    assert [len(g.runs) for g in groups] == [2, 1]
+    tops = [r.summary["last"]["top1"] for r in runs[:2]]
+    assert f"<td>loss.method=bcl</td><td>2</td><td>{format_mean_std(tops)}</td>" in page
+    assert page.count("<details><summary>") >= 3
+
+
+def test_report_refuses_bad_input(seeds_dir: Path, ce_run: Path, tmp_path: Path, capsys):
+    def error(args: list[str]) -> str:
+        assert main(["report", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("balcon: error: ") and "\n" not in err
+        return err
+
+    assert "not a balcon run directory" in error([str(tmp_path)])
+    bare = tmp_path / "bare"
+    shutil.copytree(ce_run, bare, ignore=shutil.ignore_patterns("*.pt", "*.npz"))
+    assert "no best.pt" in error([str(bare)]) and "balcon train --resume" in error([str(bare)])
+    (bare / "last.pt").write_bytes((ce_run / "last.pt").read_bytes())
+    assert "--checkpoint last" in error([str(bare)])
+    report_pass(ce_run / "best.pt")  # its cache, to be altered below
+    other = tmp_path / "other"  # the same run, but trained on other classes
+    shutil.copytree(ce_run, other)
+    cache = cache_path(other / "best.pt", "test")
+    with np.load(cache) as npz:
+        arrays = dict(npz)
+    meta = json.loads(str(arrays["meta"]))
+    meta["class_names"] = [f"c{i}" for i in range(len(meta["class_names"]))]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(cache, **arrays)
+    assert "other classes" in error([str(ce_run), str(other), "--out", str(tmp_path / "x.html")])
