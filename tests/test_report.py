@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_engine import TINY, tiny_config
 
 from balcon.cli import main
 from balcon.engine import fit, load_checkpoint
@@ -20,7 +21,6 @@ from balcon.engine.tensorboard import EpochBoard
 from balcon.errors import BalconError
 from balcon.report import analysis as an
 from balcon.report.runs import format_mean_std, group_runs, mean_std, read_run
-from test_engine import TINY, tiny_config
 
 # ---------------------------------------------------------------- the numbers, by formula
 

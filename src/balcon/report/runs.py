@@ -3,8 +3,8 @@
 A run directory holds ``config.yaml`` and, once it has trained, ``last.pt``,
 ``best.pt``, ``metrics.jsonl`` and ``summary.json``. A multi-seed folder (``seeds.json``,
 from ``balcon train --seeds``) stands for its ``seed<N>`` runs. Runs whose configs
-differ only in ``train.seed`` (on the same data folder) form a group, reported as
-mean +- sample standard deviation.
+differ only in ``train.seed`` (and bookkeeping such as ``train.tensorboard``) on the
+same data folder form a group, reported as mean +- sample standard deviation.
 """
 
 from __future__ import annotations
