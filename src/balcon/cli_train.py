@@ -1,0 +1,190 @@
+"""The commands that train: ``balcon train`` (a preset, a config file, ``--resume``,
+``--continue``, ``--seeds``) and ``balcon demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import datetime
+from pathlib import Path
+
+from balcon.config import (
+    Config,
+    apply_overrides,
+    compress_schedule,
+    load_config_file,
+    load_preset,
+)
+from balcon.errors import BalconError
+
+__all__ = ["DEMO_PRESET", "cmd_demo", "cmd_train", "is_main_process"]
+
+#: The preset of ``balcon demo``.
+DEMO_PRESET = "digits-lt-demo"
+
+
+def _run_dir(out: str | None, name: str) -> Path:
+    """``--out``, else ``runs/<name>-<timestamp>``: rank 0's choice, so every process of a
+    torchrun writes to (and rank 0 creates) the same directory."""
+    from balcon.engine.distributed import broadcast_object
+
+    timestamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return broadcast_object(Path(out) if out else Path("runs") / f"{name}-{timestamp}")
+
+
+def _config_for(args: argparse.Namespace) -> Config:
+    cfg = load_preset(args.preset) if args.preset else load_config_file(args.config)
+    if args.epochs is not None:
+        cfg = compress_schedule(cfg, args.epochs)
+    return apply_overrides(cfg, args.overrides)
+
+
+def _print_results(run_dir: Path, summary: dict) -> None:
+    from balcon.report import format_results, plot_curves
+
+    if not summary:
+        return
+    plot = plot_curves(run_dir)
+    print()
+    rows = {}
+    if "selection" in summary:
+        sel = summary["selection"]
+        rows[f"last (epoch {sel['last']['epoch']}, {sel['last']['split']})"] = sel["last"]
+        rows[f"best (epoch {sel['best']['epoch']}, {sel['best']['split']})"] = sel["best"]
+    for key in ("last", "best"):
+        row = summary[key]
+        rows[f"{key} (epoch {row['epoch']}, {row.get('split', 'test')})"] = row
+    print(format_results(rows))
+    print(f"\nrun directory: {run_dir}" + (f" (curves: {plot.name})" if plot else ""))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``balcon train``: a new run, ``--resume``, ``--continue`` or ``--seeds``."""
+    from balcon.engine import fit, init_distributed, resume
+    from balcon.engine.distributed import on_main
+    from balcon.engine.seeds import read_seeds
+
+    ctx, _ = init_distributed(args.device)
+    if args.seeds is not None or (args.resume and on_main(read_seeds, args.resume)):
+        return _train_seeds(args)
+    if args.resume:
+        if args.overrides or args.epochs is not None or args.out or args.continue_:
+            raise BalconError("--resume continues a run as configured; drop --set, --epochs, "
+                              "--out and --continue (or start a new run)")
+        result = resume(args.resume, data_dir=args.data_dir, device=args.device)
+    else:
+        cfg = _config_for(args)
+        if args.continue_ and not args.out:
+            raise BalconError("--continue needs --out DIR: the run directory to continue")
+        out = _run_dir(args.out, cfg.name)
+        if args.continue_ and on_main(_holds_run_of, out, cfg):
+            result = resume(out, data_dir=args.data_dir, device=args.device,
+                            download=args.download)
+        else:
+            result = fit(cfg, args.data_dir, out, device=args.device, download=args.download)
+    if result.already_finished and ctx.is_main:
+        print(f"{result.run_dir} already finished its {result.summary.get('epochs_run', '')} "
+              "epochs; nothing to resume. Its results:")
+    if ctx.is_main:
+        _print_results(result.run_dir, result.summary)
+    return 0
+
+
+def _train_seeds(args: argparse.Namespace) -> int:
+    """``train --seeds``, or ``--resume`` of a multi-seed folder: the runs one after
+    another, then their table (mean +- std)."""
+    from balcon.engine.distributed import on_main
+    from balcon.engine.seeds import fit_seeds, read_seeds, resume_seeds, seed_dir
+    from balcon.report.runs import format_seed_table
+
+    if args.resume:
+        if args.overrides or args.epochs is not None or args.out or args.continue_ or \
+                args.seeds is not None:
+            raise BalconError("--resume continues the seeds as configured; drop --set, "
+                              "--epochs, --out, --continue and --seeds")
+        out = Path(args.resume)
+        results = resume_seeds(out, data_dir=args.data_dir, device=args.device)
+    else:
+        cfg = _config_for(args)
+        if any(o.strip().startswith("train.seed=") for o in args.overrides):
+            raise BalconError("--seeds sets train.seed of each run; drop --set train.seed")
+        if args.continue_ and not args.out:
+            raise BalconError("--continue needs --out DIR: the folder of the seeds")
+        out = _run_dir(args.out, cfg.name)
+        info = on_main(read_seeds, out) if args.continue_ else None
+        if info is not None:
+            if info["config"] != cfg.to_dict() or info["seeds"] != args.seeds:
+                raise BalconError(f"{out} holds seeds of another config or other seeds; give "
+                                  f"another --out, or continue them with balcon train "
+                                  f"--resume {out}")
+            results = resume_seeds(out, data_dir=args.data_dir, device=args.device)
+        else:
+            results = fit_seeds(cfg, args.data_dir, out, args.seeds, device=args.device,
+                                download=args.download)
+    if is_main_process():
+        info = read_seeds(out) or {"seeds": []}
+        rows = [(seed_dir(out, s).name, r.summary) for s, r in zip(info["seeds"], results,
+                                                                    strict=True)]
+        done = [name for (name, _), r in zip(rows, results, strict=True) if r.already_finished]
+        if done:
+            print(f"already finished (left as they were): {', '.join(done)}")
+        print()
+        print(format_seed_table(rows))
+        print(f"\nruns in {out}; see them with balcon report {out}")
+    return 0
+
+
+def _holds_run_of(out: Path, cfg: Config) -> bool:
+    """For --continue: whether ``out`` holds a run of ``cfg`` (False: new or empty);
+    a run of another config is refused, naming the first difference."""
+    import yaml
+
+    if not (out / "config.yaml").is_file():
+        return False
+    try:
+        there = yaml.safe_load((out / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        raise BalconError(f"{out / 'config.yaml'} is unreadable; give --continue another "
+                          "--out") from None
+    here = cfg.to_dict()
+    if there == here:
+        return True
+    keys = ["name", *(f"{s}.{k}" for s, sec in here.items() if isinstance(sec, dict)
+                      for k in sec)]
+    first = next((k for k in keys if _get(there, k) != _get(here, k)), "config")
+    raise BalconError(
+        f"{out} holds a run of another config ({first} is {_get(there, first)!r} there, "
+        f"{_get(here, first)!r} here); give another --out, or resume it with balcon train "
+        f"--resume {out}"
+    )
+
+
+def _get(raw: object, dotted: str) -> object:
+    for part in dotted.split("."):
+        raw = raw.get(part) if isinstance(raw, dict) else None
+    return raw
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``balcon demo``: the digits preset with ``--method``, then its results table."""
+    from balcon.engine import fit, init_distributed
+
+    ctx, _ = init_distributed(args.device)
+    cfg = load_preset(DEMO_PRESET)
+    if args.epochs is not None:
+        cfg = compress_schedule(cfg, args.epochs)
+    cfg = apply_overrides(cfg, [f"loss.method={args.method}"])
+    out = _run_dir(args.out, f"demo-{args.method}")
+    if ctx.is_main:
+        print(f"balcon demo: {args.method} on long-tailed handwritten digits (scikit-learn), "
+              f"{cfg.train.epochs} epochs")
+    result = fit(cfg, None, out, device=args.device)
+    if ctx.is_main:
+        _print_results(result.run_dir, result.summary)
+    return 0
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun, or a single process (from the environment: no torch needed)."""
+    return os.environ.get("RANK", "0") == "0"
+
