@@ -55,7 +55,7 @@ from torch import Tensor, nn
 
 from balcon import __version__
 from balcon.config import Config
-from balcon.engine.evaluate import _model_for_inference
+from balcon.engine.evaluate import model_for_inference
 from balcon.errors import BalconError, short_reason
 
 __all__ = [
@@ -322,7 +322,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     if fmt == "onnx":
         _need_onnx()
     checkpoint = Path(checkpoint)
-    state, cfg, bcl, _ = _model_for_inference(checkpoint, "cpu")
+    state, cfg, bcl, _ = model_for_inference(checkpoint, "cpu")
     path = _output_path(checkpoint, fmt, out)
     model = InferenceModel(bcl.encoder, bcl.classifier).float()
     model = model.to(memory_format=torch.contiguous_format).eval()

@@ -27,6 +27,7 @@ __all__ = [
     "eval_loader",
     "evaluate_checkpoint",
     "loader_options",
+    "model_for_inference",
     "predict_images",
 ]
 
@@ -83,7 +84,7 @@ def eval_loader(images: ImageSet, data: DataConfig, device: torch.device,
                       **loader_options(data, device, ctx))
 
 
-def _model_for_inference(
+def model_for_inference(
     path: Path, device: str | None
 ) -> tuple[dict[str, Any], Config, BCLModel, torch.device]:
     """A checkpoint's state, config and model (on the device, in its memory format)."""
@@ -120,7 +121,7 @@ def evaluate_checkpoint(
     per-image predictions.
     """
     path = Path(path)
-    state, cfg, model, dev = _model_for_inference(path, device)
+    state, cfg, model, dev = model_for_inference(path, device)
     data_dir = data_dir if data_dir is not None else state.get("data_dir")
     splits = load_image_sets(cfg.data, data_dir)
     split = split or splits.report_split
@@ -151,7 +152,7 @@ def predict_images(
     The images get the run's test-time view. ``labels`` are all -1.
     """
     files = find_images(inputs)
-    state, cfg, model, dev = _model_for_inference(Path(path), device)
+    state, cfg, model, dev = model_for_inference(Path(path), device)
     names = state["class_names"]
     images = ImageSet(labels=np.full(len(files), -1, dtype=np.int64), class_names=names,
                       paths=files)

@@ -26,7 +26,7 @@ from balcon.config import Config
 from balcon.data import load_image_sets
 from balcon.engine.checkpoint import write_atomic
 from balcon.engine.device import autocast, inference_precision
-from balcon.engine.evaluate import _model_for_inference, eval_loader
+from balcon.engine.evaluate import eval_loader, model_for_inference
 from balcon.engine.metrics import classification_metrics
 from balcon.errors import BalconError
 from balcon.models import BCLModel
@@ -129,7 +129,7 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
     """The pass of ``checkpoint`` over ``split`` (default: the run's report split) of its
     data (default: the folder it was trained on), from the cache when it is current."""
     checkpoint = Path(checkpoint)
-    state, cfg, model, dev = _model_for_inference(checkpoint, device)
+    state, cfg, model, dev = model_for_inference(checkpoint, device)
     data_dir = data_dir if data_dir is not None else state.get("data_dir")
     splits = load_image_sets(cfg.data, data_dir)
     split = split or splits.report_split
