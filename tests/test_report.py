@@ -278,7 +278,7 @@ def test_comparison_groups_seeds(seeds_dir: Path, ce_run: Path, tmp_path: Path, 
     assert [g.label for g in groups] == ["loss.method=bcl", "loss.method=ce"]
     assert [len(g.runs) for g in groups] == [2, 1]
     tops = [r.summary["last"]["top1"] for r in runs[:2]]
-    assert f"<td>loss.method=bcl</td><td>2</td><td>{format_mean_std(tops)}</td>" in page
+    assert f"<td>loss.method=bcl</td><td>2</td><td>{format_mean_std(tops, '±')}</td>" in page
     assert page.count("<details><summary>") >= 3
 
 

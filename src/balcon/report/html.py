@@ -27,6 +27,8 @@ h3 { font-size: 1.05em; }
 nav a { margin-right: 1em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ddd; padding: 0.3em 0.65em; text-align: right; }
+td { white-space: nowrap; }
+.wide { overflow-x: auto; }
 th { background: #f4f4f4; }
 td:first-child, th:first-child { text-align: left; }
 tr.mean td { font-weight: 600; background: #fafafa; }
@@ -56,7 +58,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]],
     for i, row in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{value(c)}</td>" for c in row) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f'<div class="wide"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def figure(fig: Figure, alt: str, dpi: int = 90) -> str:

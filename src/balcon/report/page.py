@@ -256,7 +256,7 @@ def _group_rows(groups: Sequence[Group], by_run: dict[Path, Analysed]) -> list[l
         runs = [by_run[r.path] for r in g.runs]
 
         def over(get: Callable[[Analysed], Any], runs: list[Analysed] = runs) -> str:
-            return format_mean_std([get(a) for a in runs])
+            return format_mean_std([get(a) for a in runs], pm="±")
         rows.append([g.label, f"{len(runs)}",
                      *(over(lambda a, w=w, k=k: a.run.summary.get(w, {}).get(k))
                        for w in ("last", "best") for k in ("top1", "many", "medium", "few")),
@@ -284,7 +284,7 @@ def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> st
                 for c in range(len(runs[0].names))]
         per_group.append((g.label, runs[0].counts, accs))
     sections = [
-        ("groups", "Groups (mean +- std over seeds)",
+        ("groups", "Groups (mean ± std over seeds)",
          "<p>Runs whose configs differ only in train.seed form a group; last and best "
          "from each run's summary.json, the rest from this page's pass of each run's "
          f"{analysed[0].run.checkpoint.name}.</p>" + table(header, _group_rows(groups, by_run))),
@@ -301,7 +301,8 @@ def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> st
                            *(section(*p) for p in run_sections(a, f"r{i}-")))
                    for i, a in enumerate(analysed))
     sections.append(("each-run", "Each run", each))
-    return page(f"balcon report: {len(analysed)} runs in {len(groups)} groups",
+    plural = "group" if len(groups) == 1 else "groups"
+    return page(f"balcon report: {len(analysed)} runs in {len(groups)} {plural}",
                 _subtitle(", ".join(a.run.name for a in analysed)),
                 [(k, t) for k, t, _ in sections], "".join(section(*s) for s in sections))
 

@@ -169,12 +169,13 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
     return mean, std, len(xs)
 
 
-def format_mean_std(values: Sequence[float | None]) -> str:
-    """``mean +- std`` (2 decimals), the value alone for one run, ``-`` for none."""
+def format_mean_std(values: Sequence[float | None], pm: str = "+-") -> str:
+    """``mean +- std`` (2 decimals; ``pm`` between), the value alone for one run, ``-``
+    for none."""
     mean, std, _ = mean_std(values)
     if mean is None:
         return "-"
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} +- {std:.2f}"
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} {pm} {std:.2f}"
 
 
 def format_seed_table(summaries: Sequence[tuple[str, dict[str, Any]]]) -> str:
