@@ -34,7 +34,7 @@ def test_confusion_matrix_and_top_pairs_against_a_loop():
         slow[t, p] += 1
     assert np.array_equal(m, slow)
     counts = [500, 300, 100, 50, 20, 5]
-    pairs = an.top_confusions(m, counts, k=7)
+    pairs = an.top_confusions(labels, preds, counts, k=7)
     off = sorted(((slow[i, j], i, j) for i in range(6) for j in range(6) if i != j),
                  key=lambda x: (-x[0], x[1], x[2]))[:7]
     assert [(p["count"], p["true"], p["predicted"]) for p in pairs] == off
@@ -44,7 +44,11 @@ def test_confusion_matrix_and_top_pairs_against_a_loop():
         assert p["share"] == pytest.approx(slow[p["true"], p["predicted"]] / slow[p["true"]].sum())
     toward = sum(slow[i, j] for i in range(6) for j in range(6)
                  if i != j and counts[j] > counts[i])
-    assert an.toward_head_share(m, counts) == pytest.approx(toward / (500 - np.trace(slow)))
+    assert an.toward_head_share(labels, preds, counts) == \
+        pytest.approx(toward / (500 - np.trace(slow)))
+    errors = slow - np.diag(np.diag(slow))
+    assert an.most_confused_with(labels, preds, 6) == [int(np.argmax(r)) for r in errors]
+    assert an.toward_head_share(labels, labels, counts) is None
 
 
 def test_simplex_distance_is_zero_on_a_simplex_and_matches_the_formula():
@@ -69,6 +73,23 @@ def test_simplex_distance_is_zero_on_a_simplex_and_matches_the_formula():
     pairs = [abs(unit[i] @ unit[j] + 1 / (c - 1)) for i in (1, 3) for j in (1, 3) if i != j]
     assert an.simplex_distance(cos, [1, 3]) == pytest.approx(np.mean(pairs))
     assert an.simplex_distance(cos, [2]) is None
+    assert an.simplex_distance(np.array([[1.0, -1.0], [-1.0, 1.0]])) is None  # C = 2
+
+
+def test_geometry_of_many_classes_in_blocks_equals_the_dense_matrix():
+    rng = np.random.default_rng(3)
+    c, counts = 45, [400] * 10 + [50] * 20 + [10] * 15
+    sums, n = rng.normal(size=(c, 16)), rng.integers(1, 9, c)
+    n[4] = 0  # a class without report images is left out
+    sums[4] = 0
+    g = an.geometry(sums, n, counts, matrix_max=30)
+    assert g["cosines"] is None and len(g["classes"]) == c - 1
+    cos = an.class_mean_cosines(sums, n)
+    assert g["distance"] == pytest.approx(an.simplex_distance(cos))
+    many = [g["classes"].index(k) for k in range(10) if k != 4]
+    assert g["groups"]["many"] == pytest.approx(an.simplex_distance(cos, many))
+    small = an.geometry(sums[:8], n[:8], counts[:8])
+    assert small["cosines"].shape == (7, 7)
 
 
 def test_expected_calibration_error_against_a_loop():
@@ -90,12 +111,26 @@ def test_expected_calibration_error_against_a_loop():
     perfect = an.calibration(np.full(10, 0.7), np.arange(10) < 7)
     assert perfect.ece == pytest.approx(0)
     assert an.calibration(np.array([]), np.array([], dtype=bool)).ece is None
+    with_nan = an.calibration(np.array([0.7] * 10 + [np.nan]), np.arange(11) < 7)
+    assert with_nan.ece == pytest.approx(0) and with_nan.bin_count.sum() == 10
     groups = an.calibration_by_group(conf[:30], correct[:30], np.arange(30) % 3, [500, 50, 5])
     assert groups["few"].bin_count.sum() == 10
     assert groups["all"].ece == pytest.approx(an.calibration(conf[:30], correct[:30]).ece)
 
 
-def test_mean_std_and_grouping(tmp_path: Path):
+def test_class_names_are_text_in_the_pictures():
+    from balcon.report import figures as fg
+    from balcon.report.html import figure
+
+    names = ["r$\\frac$", "x$y$z", 'a<b&"c']  # mathtext would fail on the first
+    for fig in (fg.confusion_figure(np.eye(3, dtype=int), names, [0, 1, 2]),
+                fg.per_class_figure([("acc", [5, 50, 500], [1.0, 2.0, 3.0])], names),
+                fg.weight_norm_figure([5, 50, 500], [1.0, 2.0, 3.0], "linear", names),
+                fg.cosine_figure(np.eye(3), names, [2, 1, 0])):
+        assert figure(fig, "x").startswith('<img alt="x" src="data:image/png;base64,')
+
+
+def test_mean_std():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)  # sample standard deviation
     assert mean_std([4.0, None]) == (4.0, None, 1)
     assert format_mean_std([None]) == "-"
@@ -240,7 +275,12 @@ def test_the_pass_is_cached_and_recomputed_when_the_checkpoint_changes(
     cache.unlink(missing_ok=True)
     first = report_pass(run / "best.pt")
     assert not first.meta["cached"] and cache.is_file()
-    again = report_pass(run / "best.pt")
+    def no_data(*args, **kwargs):
+        raise AssertionError("a current cache needs no data")
+
+    with monkeypatch.context() as m:
+        m.setattr("balcon.engine.report_pass.load_image_sets", no_data)
+        again = report_pass(run / "best.pt")
     assert again.meta["cached"]
     for name in ("labels", "predictions", "confidence", "feature_sums", "weight_norms"):
         assert np.array_equal(getattr(first, name), getattr(again, name))
@@ -306,3 +346,34 @@ def test_report_refuses_bad_input(seeds_dir: Path, ce_run: Path, tmp_path: Path,
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(cache, **arrays)
     assert "other classes" in error([str(ce_run), str(other), "--out", str(tmp_path / "x.html")])
+
+
+def test_a_damaged_cache_is_made_again(seeds_dir: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    shutil.copytree(seeds_dir / "seed0", run)
+    cache = cache_path(run / "best.pt", "test")
+    for damage in (b"", b"PK\x03\x04 cut short"):
+        cache.write_bytes(damage)
+        rp = report_pass(run / "best.pt")
+        assert not rp.meta["cached"] and rp.meta["cached_to"] == str(cache)
+
+
+def test_runs_named_twice_count_once_and_unready_seeds_are_left_out(
+        seeds_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "twice.html"
+    assert main(["report", str(seeds_dir), str(seeds_dir / "seed0"), "--out", str(tmp_path),
+                 "--checkpoint", "last"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'report.html'}" in printed  # a folder gets report.html
+    assert printed.count("last.pt on test") == 2
+    page = (tmp_path / "report.html").read_text()
+    assert "2 runs in 1 group" in page
+    seeds = tmp_path / "seeds"
+    shutil.copytree(seeds_dir, seeds)
+    for name in ("best.pt", "last.pt"):
+        (seeds / "seed1" / name).unlink()  # begun, no checkpoint yet
+    assert main(["report", str(seeds), "--out", str(out)]) == 0
+    assert f"left out {seeds / 'seed1'}" in capsys.readouterr().out
+    assert main(["report", str(seeds_dir), "--out", str(tmp_path / "no" / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "choose another --out" in err

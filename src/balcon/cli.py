@@ -111,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
                     "in the run, or in the current folder for several runs)")
     rp.add_argument("--checkpoint", choices=["best", "last"], default="best",
                     help="checkpoint of each run to analyse (default best)")
+    rp.add_argument("--data-dir", help="data folder (default: each run's own; for data "
+                    "that moved)")
     _common(rp)
 
     ex = sub.add_parser("export", help="export a checkpoint's inference model (ONNX or "
@@ -152,7 +154,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from balcon.report.page import build_report
 
     path = build_report(args.runs, out=args.out, checkpoint=args.checkpoint,
-                        device=args.device)
+                        device=args.device, data_dir=args.data_dir)
     print(f"wrote {path}")
     return 0
 

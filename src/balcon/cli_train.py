@@ -103,7 +103,8 @@ def _train_seeds(args: argparse.Namespace) -> int:
             raise BalconError("--resume continues the seeds as configured; drop --set, "
                               "--epochs, --out, --continue and --seeds")
         out = Path(args.resume)
-        results = resume_seeds(out, data_dir=args.data_dir, device=args.device)
+        results = resume_seeds(out, data_dir=args.data_dir, device=args.device,
+                               download=args.download)
     else:
         cfg = _config_for(args)
         if any(o.strip().startswith("train.seed=") for o in args.overrides):
@@ -117,7 +118,8 @@ def _train_seeds(args: argparse.Namespace) -> int:
                 raise BalconError(f"{out} holds seeds of another config or other seeds; give "
                                   f"another --out, or continue them with balcon train "
                                   f"--resume {out}")
-            results = resume_seeds(out, data_dir=args.data_dir, device=args.device)
+            results = resume_seeds(out, data_dir=args.data_dir, device=args.device,
+                                   download=args.download)
         else:
             results = fit_seeds(cfg, args.data_dir, out, args.seeds, device=args.device,
                                 download=args.download)

@@ -49,7 +49,7 @@ from balcon.engine.run_dir import LOG, RunLock, RunLog, open_new_run, open_resum
 from balcon.engine.run_report import evaluate_split, finished_summary, fmt
 from balcon.engine.schedule import lr_at
 from balcon.engine.steps import EpochMeter, Interrupted, train_one_epoch
-from balcon.engine.tensorboard import EpochBoard
+from balcon.engine.tensorboard import EpochBoard, require_tensorboard
 from balcon.errors import BalconError, one_line
 
 __all__ = ["RunResult", "fit", "resume"]
@@ -87,6 +87,8 @@ def fit(
     run_dir = Path(run_dir)
     ctx, _ = init_distributed(device)
     held: list[RunLock] = []  # rank 0's lock of a new run (resume() holds its own)
+    if cfg.train.tensorboard:
+        on_main(require_tensorboard)  # before anything is written
     if not _opened:
         on_main(lambda: held.append(open_new_run(cfg, data_dir, run_dir)))
     hint = f"continue with balcon train --resume {run_dir}"
@@ -116,8 +118,8 @@ def _train(run: Run, stop_after: int | None, control: StepControl) -> RunResult:
                 stats = _train_epoch(run, epoch, control)
                 broadcast_buffers(run.model)  # evaluate and save rank 0's BatchNorm statistics
                 record = _evaluate(run, epoch, stats, control)
+                board.epoch(epoch + 1, stats, record)  # before last.pt: a resume purges it
                 _save(run, epoch + 1, record)
-                board.epoch(epoch + 1, stats, record)
                 control.checkpointed()
                 if record is not None and epoch + 1 < epochs:
                     summary = summarize(run.records, run.splits.selection_split)

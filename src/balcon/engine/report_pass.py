@@ -7,7 +7,9 @@ class-mean feature geometry); and the classifier's weight norms. :func:`report_p
 computes them in one batched pass on the best device and caches them beside the
 checkpoint (``best-report-test.npz`` for ``best.pt`` on test), keyed by the
 checkpoint's size and modification time, the split and the data folder; a folder it
-cannot write to gets its report all the same, uncached.
+cannot write to gets its report all the same, uncached. A current cache is used without
+reading the data (a dataset whose files change in place under the same folder is not
+noticed: delete the ``*-report-*.npz`` files then).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ __all__ = ["CACHE_FORMAT", "ReportPass", "cache_path", "report_pass"]
 
 #: Bumped when what the cache holds changes: an older cache is recomputed.
 CACHE_FORMAT = "balcon-report-pass-1"
+#: The splits a report measures, in the order the report split is chosen.
+REPORT_SPLITS = ("test", "val", "train")
 ARRAYS = ("labels", "predictions", "confidence", "top5_hit", "feature_sums", "feature_counts",
           "weight_norms")
 
@@ -68,10 +72,12 @@ def cache_path(checkpoint: Path, split: str) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}-report-{split}.npz")
 
 
-def _fingerprint(checkpoint: Path, split: str, data_dir: Any) -> dict[str, Any]:
+def _fingerprint(checkpoint: Path, split: str, data_dir: str | None) -> dict[str, Any]:
+    """What a cache must have been made for: this checkpoint file (size, modification
+    time), the split, and the data folder given (None: the run's own)."""
     stat = checkpoint.stat()
     return {"format": CACHE_FORMAT, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "split": split, "data_dir": None if data_dir is None else str(data_dir)}
+            "split": split, "data_dir": data_dir}
 
 
 def _read_cache(path: Path, key: dict[str, Any]) -> ReportPass | None:
@@ -82,7 +88,7 @@ def _read_cache(path: Path, key: dict[str, Any]) -> ReportPass | None:
             if meta.get("key") != key:
                 return None
             arrays = {name: npz[name] for name in ARRAYS}
-    except (OSError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001 - a damaged cache (cut copy, garbage) is only a miss
         return None
     return ReportPass(**arrays, meta={**meta, "cached": True})
 
@@ -123,24 +129,41 @@ def _features_and_logits(model: BCLModel, images: Any, cfg: Config, device: torc
     return torch.cat(all_logits), torch.cat(all_labels), sums.numpy()
 
 
+def _from_cache(checkpoint: Path, split: str | None, data_dir: str | None
+                ) -> ReportPass | None:
+    """The cached pass of ``checkpoint`` when current, found without reading the data:
+    over ``split``, or (None) over the first of test, val, train that is cached."""
+    if not checkpoint.is_file():
+        return None
+    for name in (split,) if split else REPORT_SPLITS:
+        cached = _read_cache(cache_path(checkpoint, name), _fingerprint(checkpoint, name,
+                                                                        data_dir))
+        if cached is not None and (split or cached.meta.get("report_split")):
+            return cached
+    return None
+
+
 def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
                 device: str | None = None, split: str | None = None,
                 use_cache: bool = True) -> ReportPass:
     """The pass of ``checkpoint`` over ``split`` (default: the run's report split) of its
-    data (default: the folder it was trained on), from the cache when it is current."""
+    data (default: the folder it was trained on), from the cache when it is current (the
+    data is then not read at all)."""
     checkpoint = Path(checkpoint)
-    state, cfg, model, dev = model_for_inference(checkpoint, device)
-    data_dir = data_dir if data_dir is not None else state.get("data_dir")
-    splits = load_image_sets(cfg.data, data_dir)
-    split = split or splits.report_split
-    key = _fingerprint(checkpoint, split, data_dir)
-    cache = cache_path(checkpoint, split)
-    if use_cache and (cached := _read_cache(cache, key)) is not None:
+    key_dir = None if data_dir is None else str(Path(data_dir).resolve())
+    if use_cache and (cached := _from_cache(checkpoint, split, key_dir)) is not None:
         return cached
+    state, cfg, model, dev = model_for_inference(checkpoint, device)
+    folder = data_dir if data_dir is not None else state.get("data_dir")
+    splits = load_image_sets(cfg.data, folder)
+    is_report_split = split in (None, splits.report_split)
+    split = split or splits.report_split
+    key = _fingerprint(checkpoint, split, key_dir)
+    cache = cache_path(checkpoint, split)
     images = splits.get(split)
     names = state["class_names"]
     if images.class_names != names:
-        raise BalconError(f"the {split} split in {data_dir} has other classes than "
+        raise BalconError(f"the {split} split in {folder} has other classes than "
                           f"{checkpoint}; point --data-dir at the data it was trained on")
     logits, labels, sums = _features_and_logits(model, images, cfg, dev, len(names))
     probs = logits.softmax(dim=1)
@@ -155,9 +178,10 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
         feature_counts=np.bincount(labels.numpy(), minlength=len(names)),
         weight_norms=weight.norm(dim=1).numpy().astype(np.float64),
         meta={"key": key, "checkpoint": str(checkpoint), "epoch": int(state["epoch"]),
-              "split": split, "data_dir": key["data_dir"], "class_names": list(names),
+              "split": split, "data_dir": None if folder is None else str(folder),
+              "class_names": list(names),
               "class_counts": [int(n) for n in state["class_counts"]],
-              "classifier": cfg.model.classifier,
+              "classifier": cfg.model.classifier, "report_split": is_report_split,
               "metrics": classification_metrics(logits, labels, state["class_counts"])},
     )
     result.meta["cached_to"] = str(cache) if use_cache and _write_cache(cache, result) else None

@@ -16,13 +16,23 @@ from typing import Any
 
 from balcon.errors import BalconError
 
-__all__ = ["EpochBoard", "TRAIN_SCALARS", "EVAL_SCALARS"]
+__all__ = ["EVAL_SCALARS", "TRAIN_SCALARS", "EpochBoard", "require_tensorboard"]
 
 #: TensorBoard tag under ``train/`` -> key of an epoch's stats.
 TRAIN_SCALARS = {"loss": "loss", "loss_cls": "loss_cls", "loss_con": "loss_con", "lr": "lr",
                  "accuracy": "train_acc", "images_per_s": "images_per_s"}
 #: Keys of an evaluation record, logged under ``<split>/``.
 EVAL_SCALARS = ("top1", "top5", "many", "medium", "few")
+
+
+def require_tensorboard() -> None:
+    """Raise a one-line BalconError when the tensorboard package is missing (checked before
+    a run writes anything, so a run is never left needing it to resume)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise BalconError("train.tensorboard=true needs the tensorboard package: pip "
+                          "install 'balcon[tensorboard]' (or drop the setting)") from None
 
 
 class EpochBoard:
@@ -38,11 +48,9 @@ class EpochBoard:
         self.writer = None
         if not enabled:
             return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise BalconError("train.tensorboard=true needs the tensorboard package: pip "
-                              "install 'balcon[tensorboard]' (or drop the setting)") from None
+        require_tensorboard()
+        from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(str(run_dir / "tensorboard"),
                                     purge_step=start_epoch + 1 if start_epoch else None)
 

@@ -34,7 +34,9 @@ __all__ = [
     "calibration_by_group",
     "class_mean_cosines",
     "confusion_matrix",
+    "error_pairs",
     "geometry",
+    "most_confused_with",
     "simplex_distance",
     "top_confusions",
     "toward_head_share",
@@ -51,8 +53,19 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return np.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
-def top_confusions(matrix: np.ndarray, class_counts: Sequence[int], k: int = 20
-                   ) -> list[dict[str, Any]]:
+def error_pairs(labels: np.ndarray, predictions: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (true, predicted, count) of every pair with errors, without a (C, C) matrix
+    (iNaturalist's 8142 classes would make one of 66M cells)."""
+    wrong = labels != predictions
+    pairs, counts = np.unique(np.stack([labels[wrong], predictions[wrong]], axis=1),
+                              axis=0, return_counts=True)
+    pairs = pairs.reshape(-1, 2)
+    return pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64), counts.astype(np.int64)
+
+
+def top_confusions(labels: np.ndarray, predictions: np.ndarray, class_counts: Sequence[int],
+                   k: int = 20) -> list[dict[str, Any]]:
     """The ``k`` most frequent errors (true != predicted), most frequent first.
 
     Each is ``{"true", "predicted", "count", "share"}`` (share: of the true class's
@@ -60,30 +73,50 @@ def top_confusions(matrix: np.ndarray, class_counts: Sequence[int], k: int = 20
     training images than the true class, ``"head -> tail"`` when fewer, ``"-"`` when as
     many. Ties keep the lower (true, predicted) first.
     """
-    errors = matrix.copy()
-    np.fill_diagonal(errors, 0)
-    flat = np.argsort(-errors, axis=None, kind="stable")[:k]
-    totals = matrix.sum(1)
+    true, pred, count = error_pairs(labels, predictions)
+    totals = np.bincount(labels, minlength=len(class_counts))
     out = []
-    for index in flat:
-        i, j = divmod(int(index), matrix.shape[0])
-        if errors[i, j] == 0:
-            break
+    for index in np.argsort(-count, kind="stable")[:k]:  # pairs come sorted by (true, pred)
+        i, j, n = int(true[index]), int(pred[index]), int(count[index])
         ni, nj = class_counts[i], class_counts[j]
         direction = "tail -> head" if nj > ni else "head -> tail" if nj < ni else "-"
-        out.append({"true": i, "predicted": j, "count": int(errors[i, j]),
-                    "share": float(errors[i, j] / totals[i]), "direction": direction})
+        out.append({"true": i, "predicted": j, "count": n, "share": float(n / totals[i]),
+                    "direction": direction})
     return out
 
 
-def toward_head_share(matrix: np.ndarray, class_counts: Sequence[int]) -> float | None:
+def most_confused_with(labels: np.ndarray, predictions: np.ndarray, num_classes: int
+                       ) -> list[int | None]:
+    """For each true class, the class its images are most often mistaken for (None
+    without errors; ties: the lower class)."""
+    true, pred, count = error_pairs(labels, predictions)
+    out: list[int | None] = [None] * num_classes
+    best = np.zeros(num_classes, dtype=np.int64)
+    for i, j, n in zip(true.tolist(), pred.tolist(), count.tolist(), strict=True):
+        if n > best[i]:
+            best[i], out[i] = n, j
+    return out
+
+
+def toward_head_share(labels: np.ndarray, predictions: np.ndarray,
+                      class_counts: Sequence[int]) -> float | None:
     """Of all errors, the share predicting a class with more training images than the
     true class (None without errors)."""
     counts = np.asarray(class_counts)
-    errors = matrix.copy()
-    np.fill_diagonal(errors, 0)
-    total = errors.sum()
-    return None if total == 0 else float(errors[counts[None, :] > counts[:, None]].sum() / total)
+    wrong = labels != predictions
+    if not wrong.any():
+        return None
+    return float((counts[predictions[wrong]] > counts[labels[wrong]]).mean())
+
+
+def _unit_centred_means(feature_sums: np.ndarray, feature_counts: np.ndarray) -> np.ndarray:
+    """Unit vectors of the class means of the classes with images, centred by the mean
+    of those class means (each class once)."""
+    present = feature_counts > 0
+    means = feature_sums[present] / feature_counts[present, None]
+    centred = means - means.mean(0, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return centred / np.where(norms > 0, norms, 1.0)
 
 
 def class_mean_cosines(feature_sums: np.ndarray, feature_counts: np.ndarray) -> np.ndarray:
@@ -92,39 +125,51 @@ def class_mean_cosines(feature_sums: np.ndarray, feature_counts: np.ndarray) -> 
     Class means are ``feature_sums / feature_counts``; they are centred by their own
     mean (each class once). Classes without images are left out (C' of them remain).
     """
-    present = feature_counts > 0
-    means = feature_sums[present] / feature_counts[present, None]
-    centred = means - means.mean(0, keepdims=True)
-    norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    unit = centred / np.where(norms > 0, norms, 1.0)
+    unit = _unit_centred_means(feature_sums, feature_counts)
     return unit @ unit.T
 
 
 def simplex_distance(cosines: np.ndarray, members: Sequence[int] | None = None
                      ) -> float | None:
     """``mean |cos_ij + 1/(C-1)|`` over ordered pairs ``i != j`` of ``members`` (default:
-    all C classes); 0 for a regular simplex. None with fewer than two members."""
-    c = cosines.shape[0]
+    all C classes); 0 for a regular simplex. None with fewer than two members, and
+    for C < 3 (two centred means are always opposite: the distance says nothing)."""
+    return _simplex_distance(cosines, members)
+
+
+def _simplex_distance(vectors: np.ndarray, members: Sequence[int] | None = None,
+                      unit: bool = False, block: int = 1024) -> float | None:
+    """:func:`simplex_distance` of a cosine matrix, or (``unit``) of the unit vectors
+    whose cosines it holds, in blocks of rows (no (C, C) matrix for large C)."""
+    c = vectors.shape[0]
     idx = np.arange(c) if members is None else np.asarray(members, dtype=np.int64)
-    if len(idx) < 2 or c < 2:
+    if len(idx) < 2 or c < 3:
         return None
-    block = cosines[np.ix_(idx, idx)]
-    off = ~np.eye(len(idx), dtype=bool)
-    return float(np.abs(block[off] + 1.0 / (c - 1)).mean())
+    total = 0.0
+    for start in range(0, len(idx), block):
+        rows = idx[start:start + block]
+        cos = vectors[rows] @ vectors[idx].T if unit else vectors[np.ix_(rows, idx)]
+        dev = np.abs(cos + 1.0 / (c - 1))
+        dev[np.arange(len(rows)), start + np.arange(len(rows))] = 0.0  # i == j
+        total += float(dev.sum())
+    return total / (len(idx) * (len(idx) - 1))
 
 
 def geometry(feature_sums: np.ndarray, feature_counts: np.ndarray,
-             class_counts: Sequence[int]) -> dict[str, Any]:
-    """Cosine matrix of the class means and its simplex distance, overall and within
-    each shot group (among the classes with report images)."""
+             class_counts: Sequence[int], matrix_max: int = 30) -> dict[str, Any]:
+    """Distance of the class means from the simplex, overall and within each shot group
+    (among the classes with report images), and their cosine matrix when there are at
+    most ``matrix_max`` of them (else None)."""
     present = np.flatnonzero(feature_counts > 0)
-    cos = class_mean_cosines(feature_sums, feature_counts)
+    unit = _unit_centred_means(feature_sums, feature_counts)
     position = {int(c): p for p, c in enumerate(present)}
-    groups = shot_groups([class_counts[c] for c in range(len(class_counts))])
-    return {"cosines": cos, "classes": present.tolist(),
-            "distance": simplex_distance(cos),
-            "groups": {g: simplex_distance(cos, [position[c] for c in groups[g]
-                                                 if c in position]) for g in SHOT_GROUPS}}
+    groups = shot_groups(list(class_counts))
+    return {"cosines": unit @ unit.T if len(present) <= matrix_max else None,
+            "classes": present.tolist(),
+            "distance": _simplex_distance(unit, unit=True),
+            "groups": {g: _simplex_distance(unit, [position[c] for c in groups[g]
+                                                   if c in position], unit=True)
+                       for g in SHOT_GROUPS}}
 
 
 @dataclass
@@ -144,9 +189,11 @@ class Calibration:
 def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
                 ) -> Calibration:
     """ECE over ``bins`` equal-width bins of (0, 1]: bin b holds confidences in
-    (b/bins, (b+1)/bins] (the first also holds 0)."""
+    (b/bins, (b+1)/bins] (the first also holds 0). Non-finite confidences are left out."""
     conf = np.asarray(confidence, dtype=np.float64)
     hit = np.asarray(correct, dtype=np.float64)
+    finite = np.isfinite(conf)  # NaN from a diverged run: not a confidence
+    conf, hit = conf[finite], hit[finite]
     which = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
     count = np.bincount(which, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -6,7 +6,8 @@ reads files or models.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import matplotlib
@@ -28,6 +29,17 @@ __all__ = [
     "weight_norm_figure",
 ]
 
+def _plain_text(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Draw with mathtext off: a class name such as ``r$\\frac$`` is text, not a formula
+    (which would fail to parse or print in italics)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with plt.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+    return wrapper
+
+
 GROUP_COLOURS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red",
                  "all": "black"}
 
@@ -37,6 +49,7 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], lis
     return ([p[0] for p in points], [p[1] for p in points]) if points else ([], [])
 
 
+@_plain_text
 def curves_figure(records: Sequence[dict[str, Any]]) -> Figure:
     """Accuracy by shot group on the evaluated split, the losses and the lr per epoch."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -80,6 +93,7 @@ def _name_points(ax: Any, xs: Sequence[float], ys: Sequence[float],
                     color="#444")
 
 
+@_plain_text
 def per_class_figure(series: Sequence[tuple[str, Sequence[int], Sequence[float | None]]],
                      names: Sequence[str] | None = None) -> Figure:
     """Per-class accuracy against training count (log axis), one series per run or
@@ -105,6 +119,7 @@ def per_class_figure(series: Sequence[tuple[str, Sequence[int], Sequence[float |
     return fig
 
 
+@_plain_text
 def confusion_figure(matrix: np.ndarray, names: Sequence[str], order: Sequence[int]) -> Figure:
     """Row-normalised confusion matrix (percent of each true class), classes in ``order``
     (largest training class first); cells annotated when C <= 15."""
@@ -130,6 +145,7 @@ def confusion_figure(matrix: np.ndarray, names: Sequence[str], order: Sequence[i
     return fig
 
 
+@_plain_text
 def weight_norm_figure(counts: Sequence[int], norms: Sequence[float], classifier: str,
                        names: Sequence[str] | None = None) -> Figure:
     """Classifier weight norm per class against training count (log axis)."""
@@ -145,6 +161,7 @@ def weight_norm_figure(counts: Sequence[int], norms: Sequence[float], classifier
     return fig
 
 
+@_plain_text
 def cosine_figure(cosines: np.ndarray, names: Sequence[str], order: Sequence[int]) -> Figure:
     """Cosines of the centred class means, classes in ``order`` (largest training class
     first); the regular simplex has -1/(C-1) off the diagonal."""
@@ -162,6 +179,7 @@ def cosine_figure(cosines: np.ndarray, names: Sequence[str], order: Sequence[int
     return fig
 
 
+@_plain_text
 def calibration_figure(calibrations: dict[str, Any]) -> Figure:
     """Reliability diagram: accuracy against mean confidence per bin, one line per shot
     group and all images, beside the diagonal of perfect calibration."""
@@ -181,6 +199,7 @@ def calibration_figure(calibrations: dict[str, Any]) -> Figure:
     return fig
 
 
+@_plain_text
 def overlay_curves_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> Figure:
     """Top-1 and few-shot (else medium) accuracy and the training loss per epoch, one
     line per run ``(group, records)``, one colour per group."""

@@ -55,7 +55,8 @@ class Analysed:
 
     run: Run
     rp: ReportPass
-    matrix: np.ndarray
+    #: the (C, C) confusion matrix, for at most MATRIX_MAX_CLASSES classes (else None)
+    matrix: np.ndarray | None
     geometry: dict[str, Any]
     calibrations: dict[str, an.Calibration]
     toward_head: float | None
@@ -79,11 +80,14 @@ class Analysed:
 def analyse(run: Run, rp: ReportPass) -> Analysed:
     """The report's numbers of ``run`` from its pass ``rp``."""
     counts = rp.meta["class_counts"]
-    matrix = an.confusion_matrix(rp.labels, rp.predictions, len(counts))
+    c = len(counts)
+    matrix = an.confusion_matrix(rp.labels, rp.predictions, c) if c <= MATRIX_MAX_CLASSES \
+        else None
     return Analysed(
-        run, rp, matrix, an.geometry(rp.feature_sums, rp.feature_counts, counts),
+        run, rp, matrix,
+        an.geometry(rp.feature_sums, rp.feature_counts, counts, MATRIX_MAX_CLASSES),
         an.calibration_by_group(rp.confidence, rp.predictions == rp.labels, rp.labels, counts),
-        an.toward_head_share(matrix, counts))
+        an.toward_head_share(rp.labels, rp.predictions, counts))
 
 
 def _result_rows(a: Analysed) -> tuple[list[list[Any]], list[str]]:
@@ -137,11 +141,10 @@ def _config_list(a: Analysed) -> str:
 def _per_class(a: Analysed) -> str:
     acc = a.metrics["per_class"]
     order = sorted(range(len(a.names)), key=lambda c: -a.counts[c])
-    errors = a.matrix.copy()
-    np.fill_diagonal(errors, 0)
-    rows = [[a.names[c], shot_group_of(a.counts[c]), a.counts[c], int(a.matrix[c].sum()),
-             acc[c], a.names[int(errors[c].argmax())] if errors[c].sum() else "-"]
-            for c in order]
+    images = np.bincount(a.rp.labels, minlength=len(a.names))
+    confused = an.most_confused_with(a.rp.labels, a.rp.predictions, len(a.names))
+    rows = [[a.names[c], shot_group_of(a.counts[c]), a.counts[c], int(images[c]), acc[c],
+             "-" if confused[c] is None else a.names[confused[c]]] for c in order]
     fig = fg.per_class_figure([("accuracy", a.counts, acc)], a.names)
     return (figure(fig, "per-class accuracy against training count")
             + details(f"per-class table ({len(order)} classes)",
@@ -152,11 +155,10 @@ def _per_class(a: Analysed) -> str:
 
 def _confusions(a: Analysed) -> str:
     parts = []
-    c = len(a.names)
-    if c <= MATRIX_MAX_CLASSES:
-        order = sorted(range(c), key=lambda i: -a.counts[i])
+    if a.matrix is not None:
+        order = sorted(range(len(a.names)), key=lambda i: -a.counts[i])
         parts.append(figure(fg.confusion_figure(a.matrix, a.names, order), "confusion matrix"))
-    pairs = an.top_confusions(a.matrix, a.counts, TOP_CONFUSIONS)
+    pairs = an.top_confusions(a.rp.labels, a.rp.predictions, a.counts, TOP_CONFUSIONS)
     rows = [[a.names[p["true"]], a.names[p["predicted"]], f"{p['count']}", 100 * p["share"],
              f"{a.counts[p['true']]} -> {a.counts[p['predicted']]}", p["direction"]]
             for p in pairs]
@@ -194,7 +196,7 @@ def _geometry(a: Analysed) -> str:
             "1/(C-1)| over pairs of classes (0: every pair at the simplex angle; balanced "
             "features approach it).</p>")
     parts = [text, table(["classes", "distance from simplex"], rows)]
-    if len(g["classes"]) <= MATRIX_MAX_CLASSES:
+    if g["cosines"] is not None:
         names = [a.names[c] for c in g["classes"]]
         order = sorted(range(len(names)), key=lambda i: -a.counts[g["classes"][i]])
         parts.append(figure(fg.cosine_figure(g["cosines"], names, order),
@@ -251,18 +253,24 @@ def run_page(a: Analysed) -> str:
 
 
 def _group_rows(groups: Sequence[Group], by_run: dict[Path, Analysed]) -> list[list[Any]]:
+    """One row per group: last and best over its finished runs (their summaries are on
+    the report split; an unfinished run's are on the selection split, mid-schedule), the
+    pass's ECE, simplex distance and errors-to-head share over all its runs."""
     rows = []
     for g in groups:
         runs = [by_run[r.path] for r in g.runs]
+        done = [a for a in runs if a.run.summary.get("finished")]
 
-        def over(get: Callable[[Analysed], Any], runs: list[Analysed] = runs) -> str:
-            return format_mean_std([get(a) for a in runs], pm="±")
-        rows.append([g.label, f"{len(runs)}",
-                     *(over(lambda a, w=w, k=k: a.run.summary.get(w, {}).get(k))
+        def over(get: Callable[[Analysed], Any], of: list[Analysed]) -> str:
+            return format_mean_std([get(a) for a in of], pm="±")
+        unfinished = f" (+{len(runs) - len(done)} unfinished)" if len(done) < len(runs) else ""
+        rows.append([g.label, f"{len(done)}{unfinished}",
+                     *(over(lambda a, w=w, k=k: a.run.summary[w].get(k), done)
                        for w in ("last", "best") for k in ("top1", "many", "medium", "few")),
-                     over(lambda a: a.calibrations["all"].ece),
-                     over(lambda a: a.geometry["distance"]),
-                     over(lambda a: None if a.toward_head is None else 100 * a.toward_head)])
+                     over(lambda a: a.calibrations["all"].ece, runs),
+                     over(lambda a: a.geometry["distance"], runs),
+                     over(lambda a: None if a.toward_head is None else 100 * a.toward_head,
+                          runs)])
     return rows
 
 
@@ -286,7 +294,8 @@ def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> st
     sections = [
         ("groups", "Groups (mean ± std over seeds)",
          "<p>Runs whose configs differ only in train.seed form a group; last and best "
-         "from each run's summary.json, the rest from this page's pass of each run's "
+         "from the summary.json of its finished runs, the rest from this page's pass of "
+         "each run's "
          f"{analysed[0].run.checkpoint.name}.</p>" + table(header, _group_rows(groups, by_run))),
         ("runs", "Runs", table(["run", "group", "seed", "epochs",
                                 *(f"{w} {t}" for w in ("last", "best")
@@ -307,21 +316,53 @@ def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> st
                 [(k, t) for k, t, _ in sections], "".join(section(*s) for s in sections))
 
 
-def _default_out(runs: Sequence[Run]) -> Path:
-    return runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")
+def _output(runs: Sequence[Run], out: str | Path | None) -> Path:
+    """Where the page goes: ``--out`` (a folder gets ``report.html`` inside), else
+    ``report.html`` in the single run, or in the current folder for a comparison;
+    checked before any pass is made."""
+    if out is None:
+        return runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")
+    target = Path(out)
+    if target.is_dir():
+        target = target / "report.html"
+    if not target.parent.is_dir():
+        raise BalconError(f"--out {out}: folder {target.parent} does not exist; create it or "
+                          "choose another --out")
+    return target
+
+
+def _read_runs(paths: Sequence[str | Path], checkpoint: str,
+               say: Callable[[str], None]) -> list[Run]:
+    """The runs of ``paths``; a seed (of a --seeds folder) without the checkpoint yet is
+    left out with a line, any other run without it is an error."""
+    runs = []
+    for path, from_seeds in expand_runs(paths):
+        try:
+            runs.append(read_run(path, checkpoint))
+        except BalconError as err:
+            if not from_seeds:
+                raise
+            say(f"left out {path}: {err}")
+    if not runs:
+        raise BalconError(f"no run in {' '.join(map(str, paths))} has a {checkpoint}.pt yet; "
+                          "train them first")
+    return runs
 
 
 def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
                  checkpoint: str = "best", device: str | None = None,
+                 data_dir: str | Path | None = None,
                  say: Callable[[str], None] = print) -> Path:
     """Write the report of the runs in ``paths``; returns the page's path.
 
-    ``say`` gets one line per run (its pass, computed or from the cache).
+    ``data_dir`` replaces each run's own data folder (one that moved). ``say`` gets one
+    line per run (its pass, computed or from the cache).
     """
-    runs = [read_run(p, checkpoint) for p in expand_runs(paths)]
+    runs = _read_runs(paths, checkpoint, say)
+    target = _output(runs, out)
     analysed = []
     for run in runs:
-        rp = report_pass(run.checkpoint, device=device)
+        rp = report_pass(run.checkpoint, data_dir=data_dir, device=device)
         say(f"{run.name}: {run.checkpoint.name} on {rp.meta['split']}, "
             + ("from the cache" if rp.meta.get("cached") else
                f"pass done ({len(rp.labels)} images"
@@ -332,12 +373,19 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
         analysed.append(analyse(run, rp))
     text = run_page(analysed[0]) if len(analysed) == 1 else \
         comparison_page(group_runs(runs), analysed)
-    target = Path(out) if out else _default_out(runs)
     try:
-        write_text_atomic(target, text)
+        _write(target, text)
     except BalconError:
-        if out:
+        if out is not None:
             raise
         target = Path(f"{runs[0].path.name}-report.html")  # a run folder we may not write
-        write_text_atomic(target, text)
+        _write(target, text)
     return target
+
+
+def _write(target: Path, text: str) -> None:
+    try:
+        write_text_atomic(target, text)
+    except BalconError as err:
+        reason = str(err).split("(", 1)[-1].split(")", 1)[0]
+        raise BalconError(f"cannot write {target} ({reason}); choose another --out") from None

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from balcon.engine.seeds import read_seeds, seed_dir
+from balcon.engine.seeds import SEEDS_FILE, read_seeds, seed_dir
 from balcon.errors import BalconError
 from balcon.report.plots import read_metrics
 
@@ -45,7 +45,7 @@ class Run:
     def name(self) -> str:
         """The run's folder name, with its parent's for a seed of a multi-seed folder."""
         parent = self.path.parent
-        return f"{parent.name}/{self.path.name}" if (parent / "seeds.json").is_file() \
+        return f"{parent.name}/{self.path.name}" if (parent / SEEDS_FILE).is_file() \
             else self.path.name
 
     @property
@@ -62,20 +62,28 @@ class Group:
     runs: list[Run] = field(default_factory=list)
 
 
-def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """The run directories of ``paths``: a multi-seed folder stands for its seed runs."""
-    out: list[Path] = []
+def expand_runs(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]:
+    """The run directories of ``paths``, each once, with whether it is a seed of a
+    multi-seed folder (which stands for its seed runs that have begun)."""
+    out: list[tuple[Path, bool]] = []
     for p in map(Path, paths):
         info = read_seeds(p) if p.is_dir() else None
-        if info is not None:
-            runs = [seed_dir(p, int(s)) for s in info["seeds"]]
-            out += [r for r in runs if (r / "config.yaml").is_file()]
-            if not any((r / "config.yaml").is_file() for r in runs):
-                raise BalconError(f"{p} is a multi-seed folder whose runs have not started; "
-                                  f"train them with balcon train --resume {p}")
-        else:
-            out.append(p)
-    return out
+        if info is None:
+            out.append((p, False))
+            continue
+        runs = [seed_dir(p, int(s)) for s in info["seeds"]]
+        begun = [r for r in runs if (r / "config.yaml").is_file()]
+        if not begun:
+            raise BalconError(f"{p} is a multi-seed folder whose runs have not started; "
+                              f"train them with balcon train --resume {p}")
+        out += [(r, True) for r in begun]
+    seen: set[Path] = set()
+    unique = []
+    for path, from_seeds in out:  # a run named twice (or inside a named seeds folder) once
+        if path.resolve() not in seen:
+            seen.add(path.resolve())
+            unique.append((path, from_seeds))
+    return unique
 
 
 def _read_json(path: Path) -> Any:
@@ -141,13 +149,14 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     by data folder), in first-seen order.
 
     A group's label lists the fields whose values differ between groups (e.g.
-    ``loss.method=ce``), or the config's name when only the data folder differs.
+    ``loss.method=ce``; ``data=...`` for the data folder), or the config's name.
     """
     keyed: dict[str, list[Run]] = {}
     for run in runs:
         key = json.dumps([_without_seed(run.config), run.data_dir], sort_keys=True)
         keyed.setdefault(key, []).append(run)
-    flats = [_flat(_without_seed(members[0].config)) for members in keyed.values()]
+    flats = [{**_flat(_without_seed(members[0].config)), "data": members[0].data_dir}
+             for members in keyed.values()]
     keys = sorted(set().union(*flats))
     differing = [k for k in keys if len({json.dumps(f.get(k)) for f in flats}) > 1]
     differing = [k for k in differing if k != "name"] or [k for k in differing if k == "name"]
