@@ -2,10 +2,10 @@
 
 The pipeline, one module or subpackage a stage: ``balcon.methods`` (the method table)
 -> ``balcon.config`` -> ``balcon.data`` -> ``balcon.models`` -> ``balcon.losses`` ->
-``balcon.engine`` -> ``balcon.report`` -> ``balcon.cli``.
+``balcon.engine`` -> ``balcon.report`` -> ``balcon.export`` -> ``balcon.cli``.
 """
 
 from balcon.errors import BalconError
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 __all__ = ["BalconError", "__version__"]
