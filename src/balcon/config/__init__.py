@@ -22,6 +22,7 @@ from balcon.config.parse import (
     compress_schedule,
     config_from_dict,
     config_to_yaml,
+    run_config,
 )
 from balcon.config.sections import (
     CIFAR_MEAN,
@@ -61,5 +62,6 @@ __all__ = [
     "preset_base",
     "preset_yaml",
     "resolve_base",
+    "run_config",
     "validate",
 ]

@@ -113,6 +113,23 @@ def config_from_dict(raw: dict[str, Any], source: str = "config",
     return cfg
 
 
+#: Fields added after runs already existed, where the default would misdescribe such a
+#: run: the value a run that lacks the field trained with.
+TRAINED_WITH = {"data.pipeline": "workers"}
+
+
+def run_config(raw: dict[str, Any], source: str = "config") -> Config:
+    """The config of an existing run (its checkpoint's or its ``config.yaml``): a field
+    the run lacks takes :data:`TRAINED_WITH`'s value, else its default; the checks that
+    only guard new runs are skipped (see :func:`config_from_dict`)."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for dotted, value in TRAINED_WITH.items():
+        section, _, name = dotted.partition(".")
+        if isinstance(raw.get(section), dict):
+            raw[section].setdefault(name, value)
+    return config_from_dict(raw, source, new_run=False)
+
+
 def _set_field(cfg: Config, dotted: str, value: Any, source: str) -> None:
     section, _, name = dotted.partition(".")
     if section not in SECTIONS or not name:

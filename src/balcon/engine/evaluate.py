@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from balcon.config import Config, DataConfig, config_from_dict
+from balcon.config import Config, DataConfig, run_config
 from balcon.data import ImageSet, find_images, load_image_sets, make_eval_dataset
 from balcon.engine.checkpoint import load_checkpoint
 from balcon.engine.device import default_num_workers, inference_precision, resolve_device
@@ -89,7 +89,7 @@ def model_for_inference(
 ) -> tuple[dict[str, Any], Config, BCLModel, torch.device]:
     """A checkpoint's state, config and model (on the device, in its memory format)."""
     state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"], source=str(path), new_run=False)
+    cfg = run_config(state["config"], source=str(path))
     dev = resolve_device(device)
     model = build_model(cfg.model, len(state["class_names"]))
     try:

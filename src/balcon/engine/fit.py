@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from balcon.config import Config, config_from_dict
+from balcon.config import Config, run_config
 from balcon.engine.checkpoint import save_checkpoint, write_failure, write_text_atomic
 from balcon.engine.distributed import (
     barrier,
@@ -335,10 +335,7 @@ def resume(
 
     try:
         state = on_main(read)
-        raw = state["config"]
-        if isinstance(raw.get("data"), dict):  # a run from before data.pipeline: as it was
-            raw["data"].setdefault("pipeline", "workers")
-        cfg = config_from_dict(raw, source=str(run_dir / "config.yaml"), new_run=False)
+        cfg = run_config(state["config"], source=str(run_dir / "config.yaml"))
         data_dir = data_dir if data_dir is not None else state.get("data_dir")
         if "model" not in state:  # only the config: start from the beginning
             return fit(cfg, data_dir, run_dir, device=device, download=download,

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from balcon.config import Config, apply_overrides, config_from_dict
+from balcon.config import Config, apply_overrides, run_config
 from balcon.engine.checkpoint import write_text_atomic
 from balcon.engine.distributed import init_distributed, on_main
 from balcon.engine.fit import RunResult, fit, resume
@@ -105,6 +105,6 @@ def resume_seeds(out: str | Path, data_dir: str | Path | None = None,
     info = on_main(read_seeds, out)
     if info is None:
         raise BalconError(f"{out} is not a multi-seed folder (no {SEEDS_FILE})")
-    cfg = config_from_dict(info["config"], source=str(out / SEEDS_FILE), new_run=False)
+    cfg = run_config(info["config"], source=str(out / SEEDS_FILE))
     data_dir = data_dir if data_dir is not None else info.get("data_dir")
     return _run_seeds(cfg, data_dir, out, [int(s) for s in info["seeds"]], device, download)

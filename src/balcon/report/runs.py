@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from balcon.config import run_config
 from balcon.engine.seeds import SEEDS_FILE, read_seeds, seed_dir
 from balcon.errors import BalconError
 from balcon.report.plots import read_metrics
@@ -106,6 +107,10 @@ def read_run(path: str | Path, checkpoint: str = "best") -> Run:
     if not isinstance(config, dict):
         raise BalconError(f"{path / 'config.yaml'} is unreadable; restore it from the run's "
                           "checkpoint or a backup")
+    try:  # fields added since the run take the values it trained with: runs of older
+        config = run_config(config, str(path / "config.yaml")).to_dict()  # balcons group
+    except BalconError:  # e.g. a method registered in another session: as written
+        pass
     ckpt = path / f"{checkpoint}.pt"
     if not ckpt.is_file():
         have = [p.name for p in (path / "best.pt", path / "last.pt") if p.is_file()]
