@@ -6,8 +6,7 @@ reads files or models.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
@@ -29,15 +28,10 @@ __all__ = [
     "weight_norm_figure",
 ]
 
-def _plain_text(draw: Callable[..., Figure]) -> Callable[..., Figure]:
-    """Draw with mathtext off: a class name such as ``r$\\frac$`` is text, not a formula
-    (which would fail to parse or print in italics)."""
-
-    @functools.wraps(draw)
-    def wrapper(*args: Any, **kwargs: Any) -> Figure:
-        with plt.rc_context({"text.parse_math": False}):
-            return draw(*args, **kwargs)
-    return wrapper
+def _text(label: str) -> str:
+    """A class name or label as plain text: its ``$`` would start mathtext (which fails
+    to parse ``r$\\frac$`` and prints ``x$y$z`` in italics)."""
+    return str(label).replace("$", r"\$")
 
 
 GROUP_COLOURS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red",
@@ -49,7 +43,6 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], lis
     return ([p[0] for p in points], [p[1] for p in points]) if points else ([], [])
 
 
-@_plain_text
 def curves_figure(records: Sequence[dict[str, Any]]) -> Figure:
     """Accuracy by shot group on the evaluated split, the losses and the lr per epoch."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -89,11 +82,10 @@ def _name_points(ax: Any, xs: Sequence[float], ys: Sequence[float],
     if names is None or len(names) > 30:
         return
     for x, y, name in zip(xs, ys, names, strict=True):
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
+        ax.annotate(_text(name), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7,
                     color="#444")
 
 
-@_plain_text
 def per_class_figure(series: Sequence[tuple[str, Sequence[int], Sequence[float | None]]],
                      names: Sequence[str] | None = None) -> Figure:
     """Per-class accuracy against training count (log axis), one series per run or
@@ -104,7 +96,7 @@ def per_class_figure(series: Sequence[tuple[str, Sequence[int], Sequence[float |
         pts = sorted((c, a, i) for i, (c, a) in enumerate(zip(counts, accs, strict=True))
                      if a is not None)
         if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label,
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=_text(label),
                     alpha=0.85)
             if len(series) == 1 and names is not None:
                 _name_points(ax, [p[0] for p in pts], [p[1] for p in pts],
@@ -119,7 +111,6 @@ def per_class_figure(series: Sequence[tuple[str, Sequence[int], Sequence[float |
     return fig
 
 
-@_plain_text
 def confusion_figure(matrix: np.ndarray, names: Sequence[str], order: Sequence[int]) -> Figure:
     """Row-normalised confusion matrix (percent of each true class), classes in ``order``
     (largest training class first); cells annotated when C <= 15."""
@@ -130,7 +121,7 @@ def confusion_figure(matrix: np.ndarray, names: Sequence[str], order: Sequence[i
     size = min(4 + 0.35 * c, 12)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(pct, cmap="Blues", vmin=0, vmax=100)
-    labels = [names[i] for i in order]
+    labels = [_text(names[i]) for i in order]
     ax.set_xticks(range(c), labels, rotation=90, fontsize=8)
     ax.set_yticks(range(c), labels, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true (most training images first)",
@@ -145,7 +136,6 @@ def confusion_figure(matrix: np.ndarray, names: Sequence[str], order: Sequence[i
     return fig
 
 
-@_plain_text
 def weight_norm_figure(counts: Sequence[int], norms: Sequence[float], classifier: str,
                        names: Sequence[str] | None = None) -> Figure:
     """Classifier weight norm per class against training count (log axis)."""
@@ -161,12 +151,11 @@ def weight_norm_figure(counts: Sequence[int], norms: Sequence[float], classifier
     return fig
 
 
-@_plain_text
 def cosine_figure(cosines: np.ndarray, names: Sequence[str], order: Sequence[int]) -> Figure:
     """Cosines of the centred class means, classes in ``order`` (largest training class
     first); the regular simplex has -1/(C-1) off the diagonal."""
     cosines = cosines[np.ix_(order, order)]
-    names = [names[i] for i in order]
+    names = [_text(names[i]) for i in order]
     c = len(names)
     size = min(4 + 0.35 * c, 12)
     fig, ax = plt.subplots(figsize=(size + 1, size))
@@ -179,7 +168,6 @@ def cosine_figure(cosines: np.ndarray, names: Sequence[str], order: Sequence[int
     return fig
 
 
-@_plain_text
 def calibration_figure(calibrations: dict[str, Any]) -> Figure:
     """Reliability diagram: accuracy against mean confidence per bin, one line per shot
     group and all images, beside the diagonal of perfect calibration."""
@@ -199,7 +187,6 @@ def calibration_figure(calibrations: dict[str, Any]) -> Figure:
     return fig
 
 
-@_plain_text
 def overlay_curves_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> Figure:
     """Top-1 and few-shot (else medium) accuracy and the training loss per epoch, one
     line per run ``(group, records)``, one colour per group."""
@@ -215,7 +202,7 @@ def overlay_curves_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) 
                 ax.set_title(f"{key}-shot accuracy (%)")
             xs, ys = _series(records, key)
             ax.plot(xs, ys, marker="o", color=colour, alpha=0.8,
-                    label=group if group not in seen else None)
+                    label=_text(group) if group not in seen else None)
         seen.add(group)
     axes[0].set_title("top-1 accuracy (%)")
     axes[2].set_title("training loss")

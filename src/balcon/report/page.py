@@ -367,6 +367,8 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
             + ("from the cache" if rp.meta.get("cached") else
                f"pass done ({len(rp.labels)} images"
                + (", cached)" if rp.meta.get("cached_to") else ", not cached: read-only)")))
+        if run.data_dir is None:  # a run from before run.json: its checkpoint's folder
+            run.data_dir = rp.meta["data_dir"]
         if analysed and rp.meta["class_names"] != analysed[0].names:
             raise BalconError(f"{run.path} has other classes than {analysed[0].run.path}; "
                               "compare runs on the same classes")

@@ -120,7 +120,7 @@ def read_run(path: str | Path, checkpoint: str = "best") -> Run:
     records = read_metrics(path)
     summary = _read_json(path / "summary.json") or {}
     info = _read_json(path / "run.json") or {}
-    return Run(path, config, records, summary, info.get("data_dir"), ckpt)
+    return Run(path, config, records, summary, _resolved(info.get("data_dir")), ckpt)
 
 
 #: Fields that do not change what a run learns (besides the seed itself): runs that
@@ -128,6 +128,10 @@ def read_run(path: str | Path, checkpoint: str = "best") -> Run:
 #: tests/test_engine.py checks it.)
 BOOKKEEPING = ("train.seed", "train.tensorboard", "train.checkpoint_minutes",
                "data.num_workers")
+
+
+def _resolved(folder: str | None) -> str | None:
+    return None if folder is None else str(Path(folder).resolve())
 
 
 def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
@@ -158,9 +162,10 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     """
     keyed: dict[str, list[Run]] = {}
     for run in runs:
-        key = json.dumps([_without_seed(run.config), run.data_dir], sort_keys=True)
+        key = json.dumps([_without_seed(run.config), _resolved(run.data_dir)],
+                         sort_keys=True)
         keyed.setdefault(key, []).append(run)
-    flats = [{**_flat(_without_seed(members[0].config)), "data": members[0].data_dir}
+    flats = [{**_flat(_without_seed(members[0].config)), "data": _resolved(members[0].data_dir)}
              for members in keyed.values()]
     keys = sorted(set().union(*flats))
     differing = [k for k in keys if len({json.dumps(f.get(k)) for f in flats}) > 1]
