@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,7 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
     if images.class_names != names:
         raise BalconError(f"the {split} split in {folder} has other classes than "
                           f"{checkpoint}; point --data-dir at the data it was trained on")
+    started = time.perf_counter()
     logits, labels, sums = _features_and_logits(model, images, cfg, dev, len(names))
     probs = logits.softmax(dim=1)
     k = min(5, len(names))
@@ -184,6 +186,8 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
               "classifier": cfg.model.classifier, "report_split": is_report_split,
               "metrics": classification_metrics(logits, labels, state["class_counts"])},
     )
+    result.meta["seconds"] = time.perf_counter() - started
+    result.meta["device"] = str(dev)
     result.meta["cached_to"] = str(cache) if use_cache and _write_cache(cache, result) else None
     result.meta["cached"] = False
     return result

@@ -365,7 +365,8 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
         rp = report_pass(run.checkpoint, data_dir=data_dir, device=device)
         say(f"{run.name}: {run.checkpoint.name} on {rp.meta['split']}, "
             + ("from the cache" if rp.meta.get("cached") else
-               f"pass done ({len(rp.labels)} images"
+               f"pass done ({len(rp.labels)} images in {rp.meta['seconds']:.0f} s on "
+               f"{rp.meta['device']}"
                + (", cached)" if rp.meta.get("cached_to") else ", not cached: read-only)")))
         if run.data_dir is None:  # a run from before run.json: its checkpoint's folder
             run.data_dir = rp.meta["data_dir"]
