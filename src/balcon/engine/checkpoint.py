@@ -39,11 +39,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
+                 fix: str | None = None) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, make it durable and
     rename it over ``path`` (the old content or the new, never a part). A failed write
     (a full disk, a read-only or forbidden folder) leaves ``path`` as it was and raises
-    a one-line BalconError naming it and the reason."""
+    a one-line BalconError naming it, the reason and ``fix`` (default: how to continue
+    a run)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -55,7 +57,7 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         _fsync_dir(path.parent)
     except OSError as err:
         _discard(tmp)
-        raise write_failure(path, err) from None
+        raise write_failure(path, err, fix) from None
     except BaseException:
         _discard(tmp)
         raise
@@ -68,17 +70,19 @@ def _discard(tmp: Path) -> None:
         pass
 
 
-def write_failure(path: Path, err: OSError) -> BalconError:
-    """The one-line error of a write to ``path`` that failed with ``err``."""
+def write_failure(path: Path, err: OSError, fix: str | None = None) -> BalconError:
+    """The one-line error of a write to ``path`` that failed with ``err``; ``fix`` says
+    what to do (default: free space or fix permissions, then continue the run)."""
     reason = err.strerror or type(err).__name__
-    return BalconError(f"cannot write {path} ({reason}); free space or fix the permissions "
-                       f"there, then continue with balcon train --resume {path.parent} "
-                       "(what was written before is intact)")
+    fix = fix or (f"free space or fix the permissions there, then continue with balcon "
+                  f"train --resume {path.parent} (what was written before is intact)")
+    return BalconError(f"cannot write {path} ({reason}); {fix}")
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """``path.write_text(text)``, atomically and durably."""
-    write_atomic(path, lambda f: f.write(text.encode()))
+def write_text_atomic(path: str | Path, text: str, fix: str | None = None) -> None:
+    """``path.write_text(text)``, atomically and durably (``fix`` as in
+    :func:`write_atomic`)."""
+    write_atomic(path, lambda f: f.write(text.encode()), fix)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

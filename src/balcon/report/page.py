@@ -41,7 +41,8 @@ from balcon.report.runs import (
     read_run,
 )
 
-__all__ = ["Analysed", "analyse", "build_report", "comparison_page", "run_page"]
+__all__ = ["GROUP_HEADER", "Analysed", "analyse", "analyse_runs", "build_report",
+           "comparison_page", "group_rows", "run_page"]
 
 #: Largest class count drawn as a matrix (confusions, cosines); above it, tables only.
 MATRIX_MAX_CLASSES = 30
@@ -252,10 +253,18 @@ def run_page(a: Analysed) -> str:
                 [(k, t) for k, t, _ in parts], "".join(section(*p) for p in parts))
 
 
-def _group_rows(groups: Sequence[Group], by_run: dict[Path, Analysed]) -> list[list[Any]]:
-    """One row per group: last and best over its finished runs (their summaries are on
-    the report split; an unfinished run's are on the selection split, mid-schedule), the
-    pass's ECE, simplex distance and errors-to-head share over all its runs."""
+#: Columns of the group table.
+GROUP_HEADER = ["group", "runs", *(f"{w} {t}" for w in ("last", "best")
+                                   for t in ("top-1", "many", "medium", "few")),
+                "ECE (%)", "simplex dist.", "errors to head (%)"]
+
+
+def group_rows(groups: Sequence[Group], analysed: Sequence[Analysed]) -> list[list[Any]]:
+    """One row per group (:data:`GROUP_HEADER`): last and best over its finished runs
+    (their summaries are on the report split; an unfinished run's are on the selection
+    split, mid-schedule), the pass's ECE, simplex distance and errors-to-head share over
+    all its runs; each cell ``mean ± std``."""
+    by_run = {a.run.path: a for a in analysed}
     rows = []
     for g in groups:
         runs = [by_run[r.path] for r in g.runs]
@@ -277,9 +286,6 @@ def _group_rows(groups: Sequence[Group], by_run: dict[Path, Analysed]) -> list[l
 def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> str:
     """The page comparing several runs, grouped over seeds."""
     by_run = {a.run.path: a for a in analysed}
-    header = ["group", "runs", *(f"{w} {t}" for w in ("last", "best")
-                                 for t in ("top-1", "many", "medium", "few")),
-              "ECE (%)", "simplex dist.", "errors to head (%)"]
     group_of = {r.path: g.label for g in groups for r in g.runs}
     run_rows = [[a.run.name, group_of[a.run.path], f"{a.run.seed}",
                  f"{a.run.summary.get('epochs_run', '-')}",
@@ -295,8 +301,8 @@ def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> st
         ("groups", "Groups (mean ± std over seeds)",
          "<p>Runs whose configs differ only in train.seed form a group; last and best "
          "from the summary.json of its finished runs, the rest from this page's pass of "
-         "each run's "
-         f"{analysed[0].run.checkpoint.name}.</p>" + table(header, _group_rows(groups, by_run))),
+         f"each run's {analysed[0].run.checkpoint.name}.</p>"
+         + table(GROUP_HEADER, group_rows(groups, analysed))),
         ("runs", "Runs", table(["run", "group", "seed", "epochs",
                                 *(f"{w} {t}" for w in ("last", "best")
                                   for t in ("top-1", "many", "medium", "few"))], run_rows)),
@@ -349,18 +355,12 @@ def _read_runs(paths: Sequence[str | Path], checkpoint: str,
     return runs
 
 
-def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
-                 checkpoint: str = "best", device: str | None = None,
-                 data_dir: str | Path | None = None,
-                 say: Callable[[str], None] = print) -> Path:
-    """Write the report of the runs in ``paths``; returns the page's path.
-
-    ``data_dir`` replaces each run's own data folder (one that moved). ``say`` gets one
-    line per run (its pass, computed or from the cache).
-    """
-    runs = _read_runs(paths, checkpoint, say)
-    target = _output(runs, out)
-    analysed = []
+def analyse_runs(runs: Sequence[Run], data_dir: str | Path | None = None,
+                 device: str | None = None, say: Callable[[str], None] = print
+                 ) -> list[Analysed]:
+    """Each run's pass (cached, or made now: one line each to ``say``) and its numbers;
+    the runs must share their classes."""
+    analysed: list[Analysed] = []
     for run in runs:
         rp = report_pass(run.checkpoint, data_dir=data_dir, device=device)
         say(f"{run.name}: {run.checkpoint.name} on {rp.meta['split']}, "
@@ -374,6 +374,21 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
             raise BalconError(f"{run.path} has other classes than {analysed[0].run.path}; "
                               "compare runs on the same classes")
         analysed.append(analyse(run, rp))
+    return analysed
+
+
+def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
+                 checkpoint: str = "best", device: str | None = None,
+                 data_dir: str | Path | None = None,
+                 say: Callable[[str], None] = print) -> Path:
+    """Write the report of the runs in ``paths``; returns the page's path.
+
+    ``data_dir`` replaces each run's own data folder (one that moved). ``say`` gets one
+    line per run (its pass, computed or from the cache).
+    """
+    runs = _read_runs(paths, checkpoint, say)
+    target = _output(runs, out)
+    analysed = analyse_runs(runs, data_dir, device, say)
     text = run_page(analysed[0]) if len(analysed) == 1 else \
         comparison_page(group_runs(runs), analysed)
     try:
@@ -387,8 +402,4 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
 
 
 def _write(target: Path, text: str) -> None:
-    try:
-        write_text_atomic(target, text)
-    except BalconError as err:
-        reason = str(err).split("(", 1)[-1].split(")", 1)[0]
-        raise BalconError(f"cannot write {target} ({reason}); choose another --out") from None
+    write_text_atomic(target, text, fix="choose another --out")
