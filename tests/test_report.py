@@ -130,6 +130,15 @@ def test_class_names_are_text_in_the_pictures():
         assert figure(fig, "x").startswith('<img alt="x" src="data:image/png;base64,')
 
 
+def test_correlation_with_log_count_against_the_formula():
+    counts, values = [5000, 500, 50, 5], [4.0, 3.1, 1.9, 1.2]
+    x, y = np.log(counts), np.array(values)
+    r = ((x - x.mean()) * (y - y.mean())).sum() / np.sqrt(((x - x.mean()) ** 2).sum()
+                                                          * ((y - y.mean()) ** 2).sum())
+    assert an.log_count_correlation(values, counts) == pytest.approx(r)
+    assert an.log_count_correlation([1.0] * 4, counts) is None
+
+
 def test_mean_std():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)  # sample standard deviation
     assert mean_std([4.0, None]) == (4.0, None, 1)

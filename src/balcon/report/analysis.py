@@ -36,6 +36,7 @@ __all__ = [
     "confusion_matrix",
     "error_pairs",
     "geometry",
+    "log_count_correlation",
     "most_confused_with",
     "simplex_distance",
     "top_confusions",
@@ -107,6 +108,17 @@ def toward_head_share(labels: np.ndarray, predictions: np.ndarray,
     if not wrong.any():
         return None
     return float((counts[predictions[wrong]] > counts[labels[wrong]]).mean())
+
+
+def log_count_correlation(values: Sequence[float], class_counts: Sequence[int]
+                          ) -> float | None:
+    """Pearson correlation of per-class ``values`` with log training count (None when
+    either is constant)."""
+    v = np.asarray(values, dtype=np.float64)
+    logs = np.log(np.maximum(np.asarray(class_counts, dtype=np.float64), 1))
+    if v.std() == 0 or logs.std() == 0:
+        return None
+    return float(np.corrcoef(logs, v)[0, 1])
 
 
 def _unit_centred_means(feature_sums: np.ndarray, feature_counts: np.ndarray) -> np.ndarray:

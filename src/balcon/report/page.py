@@ -41,8 +41,8 @@ from balcon.report.runs import (
     read_run,
 )
 
-__all__ = ["GROUP_HEADER", "Analysed", "analyse", "analyse_runs", "build_report",
-           "comparison_page", "group_rows", "run_page"]
+__all__ = ["Analysed", "analyse", "analyse_runs", "build_report", "comparison_page",
+           "group_tables", "run_page"]
 
 #: Largest class count drawn as a matrix (confusions, cosines); above it, tables only.
 MATRIX_MAX_CLASSES = 30
@@ -175,8 +175,7 @@ def _confusions(a: Analysed) -> str:
 
 def _weight_norms(a: Analysed) -> str:
     norms = a.rp.weight_norms
-    r = float(np.corrcoef(np.log(np.maximum(a.counts, 1)), norms)[0, 1]) \
-        if np.std(norms) > 0 and len(set(a.counts)) > 1 else None
+    r = an.log_count_correlation(norms, a.counts)
     note = ("The logits of a cosine classifier ignore the norm; it shows how training moved "
             "each class's weights." if a.rp.meta.get("classifier") == "cosine" else
             "A linear classifier's logits scale with the norm: a norm that grows with the "
@@ -253,19 +252,23 @@ def run_page(a: Analysed) -> str:
                 [(k, t) for k, t, _ in parts], "".join(section(*p) for p in parts))
 
 
-#: Columns of the group table.
-GROUP_HEADER = ["group", "runs", *(f"{w} {t}" for w in ("last", "best")
-                                   for t in ("top-1", "many", "medium", "few")),
-                "ECE (%)", "simplex dist.", "errors to head (%)"]
+#: The group tables: accuracy (from the finished runs' summaries) and the long-tail
+#: diagnostics (from the passes), with their columns.
+ACCURACY_HEADER = ["group", "runs", "last top-1", "last many", "last medium", "last few",
+                   "best top-1", "best few"]
+DIAGNOSTICS_HEADER = ["group", "ECE (%)", "tail ECE (%)", "simplex distance",
+                      "errors to head (%)", "norm ~ log count"]
 
 
-def group_rows(groups: Sequence[Group], analysed: Sequence[Analysed]) -> list[list[Any]]:
-    """One row per group (:data:`GROUP_HEADER`): last and best over its finished runs
-    (their summaries are on the report split; an unfinished run's are on the selection
-    split, mid-schedule), the pass's ECE, simplex distance and errors-to-head share over
-    all its runs; each cell ``mean ± std``."""
+def group_tables(groups: Sequence[Group], analysed: Sequence[Analysed]
+                 ) -> list[tuple[list[str], list[list[Any]]]]:
+    """Two tables, one row per group, each cell ``mean ± std``: accuracy over its finished
+    runs (whose summaries are on the report split; an unfinished run's are on the
+    selection split, mid-schedule) and the diagnostics of the pass over all its runs:
+    ECE overall and of the few-shot classes (else medium), simplex distance, the share
+    of errors towards the head, and the correlation of weight norm with log count."""
     by_run = {a.run.path: a for a in analysed}
-    rows = []
+    accuracy, diagnostics = [], []
     for g in groups:
         runs = [by_run[r.path] for r in g.runs]
         done = [a for a in runs if a.run.summary.get("finished")]
@@ -273,14 +276,24 @@ def group_rows(groups: Sequence[Group], analysed: Sequence[Analysed]) -> list[li
         def over(get: Callable[[Analysed], Any], of: list[Analysed]) -> str:
             return format_mean_std([get(a) for a in of], pm="±")
         unfinished = f" (+{len(runs) - len(done)} unfinished)" if len(done) < len(runs) else ""
-        rows.append([g.label, f"{len(done)}{unfinished}",
-                     *(over(lambda a, w=w, k=k: a.run.summary[w].get(k), done)
-                       for w in ("last", "best") for k in ("top1", "many", "medium", "few")),
-                     over(lambda a: a.calibrations["all"].ece, runs),
-                     over(lambda a: a.geometry["distance"], runs),
-                     over(lambda a: None if a.toward_head is None else 100 * a.toward_head,
-                          runs)])
-    return rows
+        accuracy.append([g.label, f"{len(done)}{unfinished}",
+                         *(over(lambda a, w=w, k=k: a.run.summary[w].get(k), done)
+                           for w, k in (("last", "top1"), ("last", "many"),
+                                        ("last", "medium"), ("last", "few"),
+                                        ("best", "top1"), ("best", "few")))])
+        diagnostics.append([
+            g.label, over(lambda a: a.calibrations["all"].ece, runs),
+            over(lambda a: _tail_calibration(a).ece, runs),
+            over(lambda a: a.geometry["distance"], runs),
+            over(lambda a: None if a.toward_head is None else 100 * a.toward_head, runs),
+            over(lambda a: an.log_count_correlation(a.rp.weight_norms, a.counts), runs)])
+    return [(ACCURACY_HEADER, accuracy), (DIAGNOSTICS_HEADER, diagnostics)]
+
+
+def _tail_calibration(a: Analysed) -> an.Calibration:
+    """The calibration of the few-shot classes' images, or the medium ones' without few."""
+    few = a.calibrations["few"]
+    return few if few.bin_count.sum() else a.calibrations["medium"]
 
 
 def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> str:
@@ -301,8 +314,11 @@ def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> st
         ("groups", "Groups (mean ± std over seeds)",
          "<p>Runs whose configs differ only in train.seed form a group; last and best "
          "from the summary.json of its finished runs, the rest from this page's pass of "
-         f"each run's {analysed[0].run.checkpoint.name}.</p>"
-         + table(GROUP_HEADER, group_rows(groups, analysed))),
+         "each run's checkpoint (tail: the few-shot classes, or the medium-shot ones when "
+         "there are none; simplex distance 0 is the balanced geometry; norm ~ log count: "
+         "correlation of the classifier weight norm with log training count). Checkpoint: "
+         f"{analysed[0].run.checkpoint.name}.</p>"
+         + "".join(table(h, rows) for h, rows in group_tables(groups, analysed))),
         ("runs", "Runs", table(["run", "group", "seed", "epochs",
                                 *(f"{w} {t}" for w in ("last", "best")
                                   for t in ("top-1", "many", "medium", "few"))], run_rows)),
