@@ -386,3 +386,16 @@ def test_runs_named_twice_count_once_and_unready_seeds_are_left_out(
     assert main(["report", str(seeds_dir), "--out", str(tmp_path / "no" / "x.html")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "choose another --out" in err
+
+
+def test_seeds_continue_resumes_the_same_seeds_and_refuses_others(
+        seeds_dir: Path, cifar10_shared_root: Path, capsys):
+    args = ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(cifar10_shared_root),
+            "--out", str(seeds_dir), "--epochs", "2", "--set", "train.tensorboard=true",
+            "--continue"]
+    for item in TINY:
+        args += ["--set", item]
+    assert main([*args, "--seeds", "0", "1"]) == 0  # requeued: everything already done
+    assert "already finished (left as they were): seed0, seed1" in capsys.readouterr().out
+    assert main([*args, "--seeds", "0", "1", "2"]) == 2
+    assert "other seeds" in capsys.readouterr().err
