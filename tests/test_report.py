@@ -261,7 +261,7 @@ def test_run_page_has_every_section_and_the_summary_numbers(seeds_dir: Path, cap
     assert_offline(page)
     for anchor in SECTIONS:
         assert f'<section id="{anchor}">' in page, anchor
-    for word in ("many", "medium", "few", "ECE", "simplex"):
+    for word in ("many", "medium", "few", "ECE", "simplex", "contrastive embeddings"):
         assert word in page
     summary = json.loads((run / "summary.json").read_text())
     cells = re.findall(r"<td>([^<]*)</td>", page)
@@ -303,6 +303,21 @@ def test_the_pass_is_cached_and_recomputed_when_the_checkpoint_changes(
     assert first.meta["metrics"]["per_class"] == metrics["per_class"]
     state = load_checkpoint(run / "best.pt")
     assert np.allclose(first.weight_norms, state["model"]["classifier.weight"].norm(dim=1))
+    # the contrastive embeddings' class sums, the slow way: BCLModel.forward's projections
+    from balcon.data import load_image_sets
+    from balcon.engine.evaluate import eval_loader, model_for_inference
+
+    _, cfg, model, dev = model_for_inference(run / "best.pt", None)
+    test = load_image_sets(cfg.data, state["data_dir"]).test
+    slow = np.zeros_like(first.embedding_sums)
+    model.eval()
+    with torch.no_grad():
+        for images, labels in eval_loader(test, cfg.data, dev):
+            z = model(images, project=True, prototypes=False)[0]
+            for row, label in zip(z.double().numpy(), labels.tolist(), strict=True):
+                slow[label] += row
+    assert first.embedding_sums.shape == (10, 16)
+    assert np.allclose(first.embedding_sums, slow, atol=1e-4)
     torch.save(state, run / "best.pt")  # a new best.pt: the cache no longer holds
     assert not report_pass(run / "best.pt").meta["cached"]
 
@@ -329,6 +344,7 @@ def test_comparison_groups_seeds(seeds_dir: Path, ce_run: Path, tmp_path: Path, 
     tops = [r.summary["last"]["top1"] for r in runs[:2]]
     assert f"<td>loss.method=bcl</td><td>2</td><td>{format_mean_std(tops, '±')}</td>" in page
     assert page.count("<details><summary>") >= 3
+    assert report_pass(ce_run / "best.pt").embedding_sums.shape == (10, 0)  # no such head
 
 
 def test_report_refuses_bad_input(seeds_dir: Path, ce_run: Path, tmp_path: Path, capsys):

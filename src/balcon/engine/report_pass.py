@@ -3,7 +3,8 @@
 ``balcon report`` needs, per image, the true class, the predicted class, the
 confidence (the largest softmax probability) and whether the true class is in the
 top 5; per class, the sum of the encoder's features over its images (for the
-class-mean feature geometry); and the classifier's weight norms. :func:`report_pass`
+class-mean feature geometry), and of the contrastive embeddings for a method that
+trains the projection head; and the classifier's weight norms. :func:`report_pass`
 computes them in one batched pass on the best device and caches them beside the
 checkpoint (``best-report-test.npz`` for ``best.pt`` on test), keyed by the
 checkpoint's size and modification time, the split and the data folder; a folder it
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from balcon.config import Config
@@ -32,16 +34,17 @@ from balcon.engine.device import autocast, inference_precision
 from balcon.engine.evaluate import eval_loader, model_for_inference
 from balcon.engine.metrics import classification_metrics
 from balcon.errors import BalconError
+from balcon.methods import METHODS
 from balcon.models import BCLModel
 
 __all__ = ["CACHE_FORMAT", "ReportPass", "cache_path", "report_pass"]
 
 #: Bumped when what the cache holds changes: an older cache is recomputed.
-CACHE_FORMAT = "balcon-report-pass-1"
+CACHE_FORMAT = "balcon-report-pass-2"
 #: The splits a report measures, in the order the report split is chosen.
 REPORT_SPLITS = ("test", "val", "train")
 ARRAYS = ("labels", "predictions", "confidence", "top5_hit", "feature_sums", "feature_counts",
-          "weight_norms")
+          "embedding_sums", "weight_norms")
 
 
 @dataclass
@@ -52,7 +55,10 @@ class ReportPass:
     softmax probability; ``top5_hit`` (N,) bool (top-k with k = min(5, C));
     ``feature_sums`` (C, F) float64, the sum of the encoder features of each true
     class's images, and ``feature_counts`` (C,) the images per class;
-    ``weight_norms`` (C,) the L2 norm of each class's classifier weight row. ``meta``:
+    ``embedding_sums`` (C, D) float64, the same sums of the contrastive embeddings (the
+    projection head's L2-normalised outputs) for a method that trains that head, else
+    (C, 0); ``weight_norms`` (C,) the L2 norm of each class's classifier weight row.
+    ``meta``:
     checkpoint, epoch, split, data folder, class names and training counts, the
     metrics of :func:`~balcon.engine.metrics.classification_metrics`, and whether the
     pass came from the cache (``cached``).
@@ -64,6 +70,7 @@ class ReportPass:
     top5_hit: np.ndarray
     feature_sums: np.ndarray
     feature_counts: np.ndarray
+    embedding_sums: np.ndarray
     weight_norms: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -106,14 +113,26 @@ def _write_cache(path: Path, result: ReportPass) -> bool:
     return True
 
 
+def _class_sums(sums: torch.Tensor | None, values: torch.Tensor, labels: torch.Tensor,
+                num_classes: int) -> torch.Tensor:
+    """``sums`` (C, D) float64 with each row of ``values`` added to its label's row."""
+    values = values.double().cpu()
+    if sums is None:
+        sums = torch.zeros(num_classes, values.shape[1], dtype=torch.float64)
+    return sums.index_add_(0, labels, values)
+
+
 @torch.no_grad()
 def _features_and_logits(model: BCLModel, images: Any, cfg: Config, device: torch.device,
-                         num_classes: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """Logits (N, C) and labels on the CPU, and the per-class sums of the features."""
+                         num_classes: int, embed: bool
+                         ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """Logits (N, C) and labels on the CPU, and the per-class sums of the encoder
+    features and (``embed``) of the contrastive embeddings, else (C, 0)."""
     model.eval()
     precision = inference_precision(device, cfg.train.precision)
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     sums: torch.Tensor | None = None
+    embedded: torch.Tensor = torch.zeros(num_classes, 0, dtype=torch.float64)
     all_logits, all_labels = [], []
     for batch, labels in tqdm(eval_loader(images, cfg.data, device), desc="report pass",
                               leave=False, dynamic_ncols=True):
@@ -121,13 +140,14 @@ def _features_and_logits(model: BCLModel, images: Any, cfg: Config, device: torc
         with autocast(device, precision):
             feats = model.encoder(batch)
             logits = model.classifier(feats)
-        feats = feats.double().cpu()
-        if sums is None:
-            sums = torch.zeros(num_classes, feats.shape[1], dtype=torch.float64)
-        sums.index_add_(0, labels, feats)
+            z = F.normalize(model.projection_head(feats).float(), dim=1) if embed else None
+        sums = _class_sums(sums, feats, labels, num_classes)
+        if z is not None:
+            embedded = _class_sums(embedded if embedded.shape[1] else None, z, labels,
+                                   num_classes)
         all_logits.append(logits.float().cpu())
         all_labels.append(labels)
-    return torch.cat(all_logits), torch.cat(all_labels), sums.numpy()
+    return torch.cat(all_logits), torch.cat(all_labels), sums.numpy(), embedded.numpy()
 
 
 def _from_cache(checkpoint: Path, split: str | None, data_dir: str | None
@@ -167,7 +187,10 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
         raise BalconError(f"the {split} split in {folder} has other classes than "
                           f"{checkpoint}; point --data-dir at the data it was trained on")
     started = time.perf_counter()
-    logits, labels, sums = _features_and_logits(model, images, cfg, dev, len(names))
+    method = METHODS.get(cfg.loss.method)
+    embed = method is not None and "projection_head" in method.parts
+    logits, labels, sums, embedded = _features_and_logits(model, images, cfg, dev,
+                                                          len(names), embed)
     probs = logits.softmax(dim=1)
     k = min(5, len(names))
     weight = state["model"]["classifier.weight"].float()
@@ -178,6 +201,7 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
         top5_hit=(logits.topk(k, dim=1).indices == labels[:, None]).any(1).numpy(),
         feature_sums=sums,
         feature_counts=np.bincount(labels.numpy(), minlength=len(names)),
+        embedding_sums=embedded,
         weight_norms=weight.norm(dim=1).numpy().astype(np.float64),
         meta={"key": key, "checkpoint": str(checkpoint), "epoch": int(state["epoch"]),
               "split": split, "data_dir": None if folder is None else str(folder),

@@ -151,7 +151,8 @@ def weight_norm_figure(counts: Sequence[int], norms: Sequence[float], classifier
     return fig
 
 
-def cosine_figure(cosines: np.ndarray, names: Sequence[str], order: Sequence[int]) -> Figure:
+def cosine_figure(cosines: np.ndarray, names: Sequence[str], order: Sequence[int],
+                  space: str = "features") -> Figure:
     """Cosines of the centred class means, classes in ``order`` (largest training class
     first); the regular simplex has -1/(C-1) off the diagonal."""
     cosines = cosines[np.ix_(order, order)]
@@ -162,7 +163,7 @@ def cosine_figure(cosines: np.ndarray, names: Sequence[str], order: Sequence[int
     im = ax.imshow(cosines, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(c), names, rotation=90, fontsize=8)
     ax.set_yticks(range(c), names, fontsize=8)
-    ax.set(title=f"cosine of class-mean features (simplex: {-1 / max(c - 1, 1):.3f})")
+    ax.set(title=f"cosine of class-mean {_text(space)} (simplex: {-1 / max(c - 1, 1):.3f})")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig

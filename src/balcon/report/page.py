@@ -61,6 +61,8 @@ class Analysed:
     geometry: dict[str, Any]
     calibrations: dict[str, an.Calibration]
     toward_head: float | None
+    #: the geometry of the contrastive embeddings (methods with a projection head), else None
+    embedding_geometry: dict[str, Any] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -88,7 +90,9 @@ def analyse(run: Run, rp: ReportPass) -> Analysed:
         run, rp, matrix,
         an.geometry(rp.feature_sums, rp.feature_counts, counts, MATRIX_MAX_CLASSES),
         an.calibration_by_group(rp.confidence, rp.predictions == rp.labels, rp.labels, counts),
-        an.toward_head_share(rp.labels, rp.predictions, counts))
+        an.toward_head_share(rp.labels, rp.predictions, counts),
+        an.geometry(rp.embedding_sums, rp.feature_counts, counts, MATRIX_MAX_CLASSES)
+        if rp.embedding_sums.shape[1] else None)
 
 
 def _result_rows(a: Analysed) -> tuple[list[list[Any]], list[str]]:
@@ -188,19 +192,24 @@ def _weight_norms(a: Analysed) -> str:
 
 
 def _geometry(a: Analysed) -> str:
-    g = a.geometry
-    rows = [["all classes", g["distance"]], *([f"within {k}", g["groups"][k]]
-                                              for k in SHOT_GROUPS)]
-    text = ("<p>Class-mean features of the encoder on the report split, centred by the mean "
-            "of the class means. Distance from the regular simplex: mean |cos<sub>ij</sub> + "
-            "1/(C-1)| over pairs of classes (0: every pair at the simplex angle; balanced "
-            "features approach it).</p>")
-    parts = [text, table(["classes", "distance from simplex"], rows)]
-    if g["cosines"] is not None:
-        names = [a.names[c] for c in g["classes"]]
-        order = sorted(range(len(names)), key=lambda i: -a.counts[g["classes"][i]])
-        parts.append(figure(fg.cosine_figure(g["cosines"], names, order),
-                            "class-mean cosines"))
+    spaces = [("encoder features", a.geometry)]
+    if a.embedding_geometry is not None:
+        spaces.append(("contrastive embeddings", a.embedding_geometry))
+    rows = [["all classes", *(g["distance"] for _, g in spaces)],
+            *([f"within {k}", *(g["groups"][k] for _, g in spaces)] for k in SHOT_GROUPS)]
+    text = ("<p>Class means on the report split, centred by the mean of the class means: of "
+            "the encoder features (what the classifier sees) and, for a method with a "
+            "contrastive term, of its embeddings (the projection head's unit vectors, where "
+            "BCL's loss acts). Distance from the regular simplex: mean |cos<sub>ij</sub> + "
+            "1/(C-1)| over pairs of classes (0: every pair at the simplex angle, the balanced "
+            "geometry; undefined below 3 classes).</p>")
+    parts = [text, table(["classes", *(f"distance: {name}" for name, _ in spaces)], rows)]
+    for name, g in spaces:
+        if g["cosines"] is not None:
+            names = [a.names[c] for c in g["classes"]]
+            order = sorted(range(len(names)), key=lambda i: -a.counts[g["classes"][i]])
+            parts.append(figure(fg.cosine_figure(g["cosines"], names, order, name),
+                                f"class-mean cosines of the {name}"))
     return "".join(parts)
 
 
@@ -256,8 +265,8 @@ def run_page(a: Analysed) -> str:
 #: diagnostics (from the passes), with their columns.
 ACCURACY_HEADER = ["group", "runs", "last top-1", "last many", "last medium", "last few",
                    "best top-1", "best few"]
-DIAGNOSTICS_HEADER = ["group", "ECE (%)", "tail ECE (%)", "simplex distance",
-                      "errors to head (%)", "norm ~ log count"]
+DIAGNOSTICS_HEADER = ["group", "ECE (%)", "tail ECE (%)", "simplex dist. (features)",
+                      "(embeddings)", "errors to head (%)", "norm ~ log count"]
 
 
 def group_tables(groups: Sequence[Group], analysed: Sequence[Analysed]
@@ -285,6 +294,7 @@ def group_tables(groups: Sequence[Group], analysed: Sequence[Analysed]
             g.label, over(lambda a: a.calibrations["all"].ece, runs),
             over(lambda a: _tail_calibration(a).ece, runs),
             over(lambda a: a.geometry["distance"], runs),
+            over(lambda a: a.embedding_geometry and a.embedding_geometry["distance"], runs),
             over(lambda a: None if a.toward_head is None else 100 * a.toward_head, runs),
             over(lambda a: an.log_count_correlation(a.rp.weight_norms, a.counts), runs)])
     return [(ACCURACY_HEADER, accuracy), (DIAGNOSTICS_HEADER, diagnostics)]
