@@ -32,7 +32,8 @@ fused conv + batch norm, other kernels) differs by rounding, ~1e-6 of the logits
 scale measured on the CIFAR ResNets; a wrong export (weights not loaded, batch norm in
 training mode, a wrong layout) differs by the logits' own scale. A file that fails the
 check is deleted: every file is written to a temporary file beside ``out``, checked, then
-renamed over ``out`` (``os.replace``), so a failure never leaves a partial file there.
+renamed over ``out`` (:func:`~balcon.engine.checkpoint.write_atomic`), so a failure
+never leaves a partial file there.
 """
 
 from __future__ import annotations
@@ -41,13 +42,12 @@ import contextlib
 import importlib
 import json
 import logging
-import os
 import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from balcon import __version__
 from balcon.config import Config
+from balcon.engine.checkpoint import write_atomic
 from balcon.engine.evaluate import model_for_inference
 from balcon.errors import BalconError, short_reason
 
@@ -207,7 +208,8 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _export_onnx(model: nn.Module, example: Tensor, meta: dict[str, Any], out: Path) -> None:
+def _export_onnx(model: nn.Module, example: Tensor, meta: dict[str, Any], out: IO[bytes]
+                 ) -> None:
     """Write ``model`` as ONNX with a dynamic batch and ``meta`` in metadata_props."""
     import onnx
 
@@ -230,22 +232,15 @@ def _export_onnx(model: nn.Module, example: Tensor, meta: dict[str, Any], out: P
         proto.metadata_props.add(key=key, value=value)
     proto.producer_name = "balcon"
     proto.producer_version = __version__
-    data = proto.SerializeToString()  # a ValueError past protobuf's 2 GB
-    with open(out, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    out.write(proto.SerializeToString())  # a ValueError past protobuf's 2 GB
 
 
 def _export_torchscript(model: nn.Module, example: Tensor, meta: dict[str, Any],
-                        out: Path) -> None:
+                        out: IO[bytes]) -> None:
     """Write ``model`` traced as TorchScript with ``meta`` as the extra file balcon.json."""
     with _quiet(), torch.no_grad():
         traced = torch.jit.trace(model, (example,), check_trace=False)
-        with open(out, "wb") as f:
-            torch.jit.save(traced, f, _extra_files={TORCHSCRIPT_EXTRA: json.dumps(meta)})
-            f.flush()
-            os.fsync(f.fileno())
+        torch.jit.save(traced, out, _extra_files={TORCHSCRIPT_EXTRA: json.dumps(meta)})
 
 
 def _run_exported(path: Path, fmt: str, images: Tensor) -> np.ndarray:
@@ -298,11 +293,6 @@ def _output_path(checkpoint: Path, fmt: str, out: str | Path | None) -> Path:
     return path
 
 
-def _unwritable(path: Path, err: OSError) -> BalconError:
-    reason = err.strerror or type(err).__name__
-    return BalconError(f"cannot write {path} ({reason}); choose another --out")
-
-
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None = None,
                       device: str | None = None) -> ExportResult:
     """Export a checkpoint's inference model to ``fmt`` (``onnx`` or ``torchscript``).
@@ -331,30 +321,25 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     meta = export_metadata(state, cfg)
     size = cfg.data.image_size
     example = torch.zeros(2, 3, size, size)  # batch 2: torch.export specialises 1
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    exporter = _export_onnx if fmt == "onnx" else _export_torchscript
+    checked: list[tuple[float, float]] = []
+
+    def write(f: IO[bytes]) -> None:
         try:
-            tmp.touch()  # fail fast on an unwritable out, before the export's work
-        except OSError as err:
-            raise _unwritable(path, err) from None
-        write = _export_onnx if fmt == "onnx" else _export_torchscript
-        try:
-            write(model, example, meta, tmp)
-        except OSError as err:
-            raise _unwritable(path, err) from None
+            exporter(model, example, meta, f)
+        except OSError:
+            raise  # write_atomic: "cannot write OUT (reason); choose another --out"
         except Exception as err:  # noqa: BLE001 - the exporters fail in many ways
             raise BalconError(
                 f"could not export {checkpoint} ({cfg.model.encoder}) to {fmt} "
                 f"({short_reason(err)}); try the other --format"
             ) from None
-        diff, bound = _check(model, tmp, fmt, size)
-        try:
-            os.replace(tmp, path)
-        except OSError as err:
-            raise _unwritable(path, err) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+
+    # the temporary file (opened before the export's work: an unwritable out fails fast)
+    # is run and compared with the model before it is renamed over out
+    write_atomic(path, write, fix="choose another --out",
+                 verify=lambda tmp: checked.append(_check(model, tmp, fmt, size)))
+    diff, bound = checked[0]
     return ExportResult(path=path, format=fmt, max_abs_diff=diff, metadata=meta,
                         batch=CHECK_BATCH, tolerance=bound)
 

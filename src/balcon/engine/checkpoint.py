@@ -40,12 +40,14 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
-                 fix: str | None = None) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, make it durable and
-    rename it over ``path`` (the old content or the new, never a part). A failed write
-    (a full disk, a read-only or forbidden folder) leaves ``path`` as it was and raises
-    a one-line BalconError naming it, the reason and ``fix`` (default: how to continue
-    a run)."""
+                 fix: str | None = None, verify: Callable[[Path], None] | None = None
+                 ) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, make it durable,
+    ``verify(temporary path)`` when given, and rename it over ``path`` (the old content
+    or the new, never a part). A failed write (a full disk, a read-only or forbidden
+    folder) leaves ``path`` as it was and raises a one-line BalconError naming it, the
+    reason and ``fix`` (default: how to continue a run); so does anything ``write`` or
+    ``verify`` raises, the temporary file removed."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -53,6 +55,8 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if verify is not None:
+            verify(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as err:
