@@ -40,21 +40,13 @@ def _config_for(args: argparse.Namespace) -> Config:
 
 
 def _print_results(run_dir: Path, summary: dict) -> None:
-    from balcon.report import format_results, plot_curves
+    from balcon.report import format_results, plot_curves, summary_rows
 
     if not summary:
         return
     plot = plot_curves(run_dir)
     print()
-    rows = {}
-    if "selection" in summary:
-        sel = summary["selection"]
-        rows[f"last (epoch {sel['last']['epoch']}, {sel['last']['split']})"] = sel["last"]
-        rows[f"best (epoch {sel['best']['epoch']}, {sel['best']['split']})"] = sel["best"]
-    for key in ("last", "best"):
-        row = summary[key]
-        rows[f"{key} (epoch {row['epoch']}, {row.get('split', 'test')})"] = row
-    print(format_results(rows))
+    print(format_results(summary_rows(summary)))
     print(f"\nrun directory: {run_dir}" + (f" (curves: {plot.name})" if plot else ""))
 
 
@@ -65,17 +57,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from balcon.engine.seeds import read_seeds
 
     ctx, _ = init_distributed(args.device)
+    if args.resume and (args.overrides or args.epochs is not None or args.out
+                        or args.continue_ or args.seeds is not None):
+        raise BalconError("--resume continues a run (or a --seeds folder) as configured; "
+                          "drop --set, --epochs, --out, --continue and --seeds (or start a "
+                          "new run)")
+    if args.continue_ and not args.out:
+        raise BalconError("--continue needs --out DIR: the run directory (or --seeds folder) "
+                          "to continue")
     if args.seeds is not None or (args.resume and on_main(read_seeds, args.resume)):
         return _train_seeds(args)
     if args.resume:
-        if args.overrides or args.epochs is not None or args.out or args.continue_:
-            raise BalconError("--resume continues a run as configured; drop --set, --epochs, "
-                              "--out and --continue (or start a new run)")
         result = resume(args.resume, data_dir=args.data_dir, device=args.device)
     else:
         cfg = _config_for(args)
-        if args.continue_ and not args.out:
-            raise BalconError("--continue needs --out DIR: the run directory to continue")
         out = _run_dir(args.out, cfg.name)
         if args.continue_ and on_main(_holds_run_of, out, cfg):
             result = resume(out, data_dir=args.data_dir, device=args.device,
@@ -97,11 +92,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
     from balcon.engine.seeds import fit_seeds, read_seeds, resume_seeds, seed_dir
     from balcon.report.runs import format_seed_table
 
-    if args.resume:
-        if args.overrides or args.epochs is not None or args.out or args.continue_ or \
-                args.seeds is not None:
-            raise BalconError("--resume continues the seeds as configured; drop --set, "
-                              "--epochs, --out, --continue and --seeds")
+    if args.resume:  # its flags were checked by cmd_train
         out = Path(args.resume)
         results = resume_seeds(out, data_dir=args.data_dir, device=args.device,
                                download=args.download)
@@ -109,8 +100,6 @@ def _train_seeds(args: argparse.Namespace) -> int:
         cfg = _config_for(args)
         if any(o.strip().startswith("train.seed=") for o in args.overrides):
             raise BalconError("--seeds sets train.seed of each run; drop --set train.seed")
-        if args.continue_ and not args.out:
-            raise BalconError("--continue needs --out DIR: the folder of the seeds")
         out = _run_dir(args.out, cfg.name)
         info = on_main(read_seeds, out) if args.continue_ else None
         if info is not None:
@@ -124,10 +113,8 @@ def _train_seeds(args: argparse.Namespace) -> int:
             results = fit_seeds(cfg, args.data_dir, out, args.seeds, device=args.device,
                                 download=args.download)
     if is_main_process():
-        info = read_seeds(out) or {"seeds": []}
-        rows = [(seed_dir(out, s).name, r.summary) for s, r in zip(info["seeds"], results,
-                                                                    strict=True)]
-        done = [name for (name, _), r in zip(rows, results, strict=True) if r.already_finished]
+        rows = [(seed_dir(out, seed).name, r.summary) for seed, r in results]
+        done = [seed_dir(out, seed).name for seed, r in results if r.already_finished]
         if done:
             print(f"already finished (left as they were): {', '.join(done)}")
         print()

@@ -63,11 +63,13 @@ class DataSplits:
 
     @property
     def report_split(self) -> str:
-        """Name of the split of the final report."""
-        return "test" if self.test is not None else "val" if self.val is not None else "train"
+        """Name of the split of the final report: the first present of REPORT_ORDER."""
+        return next(n for n in REPORT_ORDER if getattr(self, n) is not None)
 
 
 SPLITS = ("train", "val", "test")
+#: The final report measures the first split present of these (train always is).
+REPORT_ORDER = ("test", "val", "train")
 
 
 def _split_file_sets(data: DataConfig, root: Path) -> DataSplits:

@@ -1,16 +1,15 @@
 """One pass of a checkpoint over a held-out split, keeping what a run's report draws on.
 
-``balcon report`` needs, per image, the true class, the predicted class, the
-confidence (the largest softmax probability) and whether the true class is in the
-top 5; per class, the sum of the encoder's features over its images (for the
-class-mean feature geometry), and of the contrastive embeddings for a method that
-trains the projection head; and the classifier's weight norms. :func:`report_pass`
-computes them in one batched pass on the best device and caches them beside the
-checkpoint (``best-report-test.npz`` for ``best.pt`` on test), keyed by the
-checkpoint's size and modification time, the split and the data folder; a folder it
-cannot write to gets its report all the same, uncached. A current cache is used without
-reading the data (a dataset whose files change in place under the same folder is not
-noticed: delete the ``*-report-*.npz`` files then).
+``balcon report`` needs, per image, the true class, the predicted class and the
+confidence (the largest softmax probability); per class, the sum of the encoder's
+features over its images (for the class-mean feature geometry), and of the contrastive
+embeddings for a method that trains the projection head; and the classifier's weight
+norms. :func:`report_pass` computes them in one batched pass on the best device and
+caches them beside the checkpoint (``best-report-test.npz`` for ``best.pt`` on test),
+keyed by the checkpoint's size and modification time, the split and the data folder; a
+folder it cannot write to gets its report all the same, uncached. A current cache is
+used without reading the data (a dataset whose files change in place under the same
+folder is not noticed: delete the ``*-report-*.npz`` files then).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from balcon.config import Config
 from balcon.data import load_image_sets
+from balcon.data.build import REPORT_ORDER
 from balcon.engine.checkpoint import write_atomic
 from balcon.engine.device import autocast, inference_precision
 from balcon.engine.evaluate import eval_loader, model_for_inference
@@ -41,9 +41,7 @@ __all__ = ["CACHE_FORMAT", "ReportPass", "cache_path", "report_pass"]
 
 #: Bumped when what the cache holds changes: an older cache is recomputed.
 CACHE_FORMAT = "balcon-report-pass-2"
-#: The splits a report measures, in the order the report split is chosen.
-REPORT_SPLITS = ("test", "val", "train")
-ARRAYS = ("labels", "predictions", "confidence", "top5_hit", "feature_sums", "feature_counts",
+ARRAYS = ("labels", "predictions", "confidence", "feature_sums", "feature_counts",
           "embedding_sums", "weight_norms")
 
 
@@ -52,7 +50,7 @@ class ReportPass:
     """What one pass of a checkpoint over a split leaves (N images, C classes, F features).
 
     ``labels``, ``predictions`` (N,) int64; ``confidence`` (N,) float32, the largest
-    softmax probability; ``top5_hit`` (N,) bool (top-k with k = min(5, C));
+    softmax probability;
     ``feature_sums`` (C, F) float64, the sum of the encoder features of each true
     class's images, and ``feature_counts`` (C,) the images per class;
     ``embedding_sums`` (C, D) float64, the same sums of the contrastive embeddings (the
@@ -67,7 +65,6 @@ class ReportPass:
     labels: np.ndarray
     predictions: np.ndarray
     confidence: np.ndarray
-    top5_hit: np.ndarray
     feature_sums: np.ndarray
     feature_counts: np.ndarray
     embedding_sums: np.ndarray
@@ -132,7 +129,7 @@ def _features_and_logits(model: BCLModel, images: Any, cfg: Config, device: torc
     precision = inference_precision(device, cfg.train.precision)
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     sums: torch.Tensor | None = None
-    embedded: torch.Tensor = torch.zeros(num_classes, 0, dtype=torch.float64)
+    embedded: torch.Tensor | None = None
     all_logits, all_labels = [], []
     for batch, labels in tqdm(eval_loader(images, cfg.data, device), desc="report pass",
                               leave=False, dynamic_ncols=True):
@@ -143,10 +140,11 @@ def _features_and_logits(model: BCLModel, images: Any, cfg: Config, device: torc
             z = F.normalize(model.projection_head(feats).float(), dim=1) if embed else None
         sums = _class_sums(sums, feats, labels, num_classes)
         if z is not None:
-            embedded = _class_sums(embedded if embedded.shape[1] else None, z, labels,
-                                   num_classes)
+            embedded = _class_sums(embedded, z, labels, num_classes)
         all_logits.append(logits.float().cpu())
         all_labels.append(labels)
+    if embedded is None:
+        embedded = torch.zeros(num_classes, 0, dtype=torch.float64)
     return torch.cat(all_logits), torch.cat(all_labels), sums.numpy(), embedded.numpy()
 
 
@@ -156,7 +154,7 @@ def _from_cache(checkpoint: Path, split: str | None, data_dir: str | None
     over ``split``, or (None) over the first of test, val, train that is cached."""
     if not checkpoint.is_file():
         return None
-    for name in (split,) if split else REPORT_SPLITS:
+    for name in (split,) if split else REPORT_ORDER:
         cached = _read_cache(cache_path(checkpoint, name), _fingerprint(checkpoint, name,
                                                                         data_dir))
         if cached is not None and (split or cached.meta.get("report_split")):
@@ -192,13 +190,11 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
     logits, labels, sums, embedded = _features_and_logits(model, images, cfg, dev,
                                                           len(names), embed)
     probs = logits.softmax(dim=1)
-    k = min(5, len(names))
     weight = state["model"]["classifier.weight"].float()
     result = ReportPass(
         labels=labels.numpy().astype(np.int64),
         predictions=logits.argmax(1).numpy().astype(np.int64),
         confidence=probs.max(1).values.numpy().astype(np.float32),
-        top5_hit=(logits.topk(k, dim=1).indices == labels[:, None]).any(1).numpy(),
         feature_sums=sums,
         feature_counts=np.bincount(labels.numpy(), minlength=len(names)),
         embedding_sums=embedded,

@@ -72,23 +72,27 @@ def _open_seeds_folder(cfg: Config, data_dir: str | Path | None, out: Path,
 
 
 def _run_seeds(cfg: Config, data_dir: str | Path | None, out: Path, seeds: list[int],
-               device: str | None, download: bool) -> list[RunResult]:
-    """Each seed in turn: resumed when its directory holds a run, else started."""
+               device: str | None, download: bool) -> list[tuple[int, RunResult]]:
+    """Each seed in turn, with its result: resumed when its directory holds a run, else
+    started."""
     results = []
     for seed in seeds:
         run = seed_dir(out, seed)
         begun = on_main(lambda r=run: (r / "config.yaml").is_file())
         if begun:
-            results.append(resume(run, data_dir=data_dir, device=device, download=download))
+            result = resume(run, data_dir=data_dir, device=device, download=download)
         else:
-            results.append(fit(apply_overrides(cfg, [f"train.seed={seed}"]), data_dir, run,
-                               device=device, download=download))
+            result = fit(apply_overrides(cfg, [f"train.seed={seed}"]), data_dir, run,
+                         device=device, download=download)
+        results.append((seed, result))
     return results
 
 
 def fit_seeds(cfg: Config, data_dir: str | Path | None, out: str | Path, seeds: list[int],
-              device: str | None = None, download: bool = False) -> list[RunResult]:
-    """Train ``cfg`` once per seed into ``out/seed<N>``, one after another."""
+              device: str | None = None, download: bool = False
+              ) -> list[tuple[int, RunResult]]:
+    """Train ``cfg`` once per seed into ``out/seed<N>``, one after another; returns each
+    seed with its result."""
     out = Path(out)
     _check_seeds(seeds)
     init_distributed(device)
@@ -97,9 +101,10 @@ def fit_seeds(cfg: Config, data_dir: str | Path | None, out: str | Path, seeds: 
 
 
 def resume_seeds(out: str | Path, data_dir: str | Path | None = None,
-                 device: str | None = None, download: bool = False) -> list[RunResult]:
+                 device: str | None = None, download: bool = False
+                 ) -> list[tuple[int, RunResult]]:
     """Continue the multi-seed folder ``out``: finished runs are kept, unfinished ones
-    resumed, the ones not begun started."""
+    resumed, the ones not begun started; returns each seed with its result."""
     out = Path(out)
     init_distributed(device)
     info = on_main(read_seeds, out)

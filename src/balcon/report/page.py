@@ -40,6 +40,7 @@ from balcon.report.runs import (
     mean_std,
     read_run,
 )
+from balcon.report.tables import summary_rows
 
 __all__ = ["Analysed", "analyse", "analyse_runs", "build_report", "comparison_page",
            "group_tables", "run_page"]
@@ -96,18 +97,9 @@ def analyse(run: Run, rp: ReportPass) -> Analysed:
 
 
 def _result_rows(a: Analysed) -> tuple[list[list[Any]], list[str]]:
-    """Rows of the results table: the run's summary (or its records) and this pass."""
-    s, rows = a.run.summary, []
-    if "selection" in s:
-        for key in ("last", "best"):
-            r = s["selection"][key]
-            rows.append([f"{key} (epoch {r['epoch']}, {r.get('split')}, selection)",
-                         *(r.get(k) for k, _ in RESULT_COLUMNS)])
-    for key in ("last", "best"):
-        if key in s:
-            r = s[key]
-            rows.append([f"{key} (epoch {r['epoch']}, {r.get('split', 'test')})",
-                         *(r.get(k) for k, _ in RESULT_COLUMNS)])
+    """Rows of the results table: the run's summary and this page's pass (emphasised)."""
+    rows = [[label, *(r.get(k) for k, _ in RESULT_COLUMNS)]
+            for label, r in summary_rows(a.run.summary).items()]
     m, meta = a.metrics, a.rp.meta
     rows.append([f"{a.run.checkpoint.name} (epoch {meta['epoch']}, {meta['split']}): "
                  "this page's pass", *(m.get(k) for k, _ in RESULT_COLUMNS)])

@@ -22,6 +22,7 @@ from balcon.config import run_config
 from balcon.engine.seeds import SEEDS_FILE, read_seeds, seed_dir
 from balcon.errors import BalconError
 from balcon.report.plots import read_metrics
+from balcon.report.tables import cell, text_table
 
 __all__ = ["RESULT_COLUMNS", "Group", "Run", "expand_runs", "group_runs", "mean_std",
            "read_run", "format_seed_table"]
@@ -199,21 +200,13 @@ def format_mean_std(values: Sequence[float | None], pm: str = "+-") -> str:
 
 def format_seed_table(summaries: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """A plain-text table, one row per seed run and a mean +- std row, for last and best."""
-    header = ["run", *(f"{which} {title}" for which in ("last", "best")
-                       for key, title in RESULT_COLUMNS if key in ("top1", "many", "medium",
-                                                                    "few"))]
-    keys = [(which, key) for which in ("last", "best") for key, _ in RESULT_COLUMNS
-            if key in ("top1", "many", "medium", "few")]
-    rows = []
-    for name, summary in summaries:
-        rows.append([name, *("-" if summary.get(w, {}).get(k) is None
-                             else f"{summary[w][k]:.2f}" for w, k in keys)])
+    titles = dict(RESULT_COLUMNS)
+    keys = [(which, key) for which in ("last", "best") for key in ("top1", "many", "medium",
+                                                                      "few")]
+    header = ["run", *(f"{which} {titles[key]}" for which, key in keys)]
+    rows = [[name, *(cell(summary.get(w, {}).get(k)) for w, k in keys)]
+            for name, summary in summaries]
     rows.append([f"mean +- std ({len(summaries)})",
                  *(format_mean_std([s.get(w, {}).get(k) for _, s in summaries])
                    for w, k in keys)])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-             for row in [header, *rows]]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    return text_table(header, rows)

@@ -5,13 +5,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["format_per_class", "format_results"]
+__all__ = ["cell", "format_per_class", "format_results", "summary_rows", "text_table"]
 
 COLUMNS = (("top1", "overall"), ("many", "many"), ("medium", "medium"), ("few", "few"))
 
 
-def _cell(value: float | None) -> str:
+def cell(value: float | None) -> str:
+    """A percentage with 2 decimals, ``-`` for None (an empty group)."""
     return "-" if value is None else f"{value:.2f}"
+
+
+def summary_rows(summary: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The results of a run's ``summary.json`` by label, ``"last (epoch E, split)"``: the
+    selection split's last and best (when the report is on another split), then the
+    report's."""
+    rows = {}
+    sources = ([summary["selection"]] if "selection" in summary else []) + [summary]
+    for source in sources:
+        for key in ("last", "best"):
+            if key in source:
+                row = source[key]
+                rows[f"{key} (epoch {row['epoch']}, {row.get('split', 'test')})"] = row
+    return rows
 
 
 def format_results(rows: Mapping[str, Mapping[str, Any]]) -> str:
@@ -20,7 +35,13 @@ def format_results(rows: Mapping[str, Mapping[str, Any]]) -> str:
     A missing or empty group prints as ``-``.
     """
     header = ["", *(title for _, title in COLUMNS)]
-    body = [[name, *(_cell(r.get(key)) for key, _ in COLUMNS)] for name, r in rows.items()]
+    body = [[name, *(cell(r.get(key)) for key, _ in COLUMNS)] for name, r in rows.items()]
+    return text_table(header, body)
+
+
+def text_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """Columns two spaces apart, the first left-aligned and the rest right-aligned, with a
+    rule under the header."""
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     lines = []
     for row in [header, *body]:
@@ -40,5 +61,5 @@ def format_per_class(
     lines = [f"{'class'.ljust(width)}  {'train':>6}  {'acc':>6}"]
     for c in order:
         lines.append(f"{class_names[c].ljust(width)}  {class_counts[c]:>6}  "
-                     f"{_cell(per_class[c]):>6}")
+                     f"{cell(per_class[c]):>6}")
     return "\n".join(lines)
