@@ -13,11 +13,23 @@ change or delete the files (e.g. to check the error for a corrupt batch).
 The whole session runs torch with one intra-op thread (``_one_torch_thread``): tests use
 tiny tensors, and on small VMs torch's thread pool made a ResNet-32 forward of 6 images
 take ~2 s instead of ~30 ms.
+
+A process that has not exited ``EXIT_LIMIT_S`` after the session ended prints every
+thread's stack and its live child processes, kills those, and exits with the session's
+status (``pytest_unconfigure``): a CI run once hung after all its tests had passed, and
+used up CI's time with nothing to say why. ``tests/test_loaders.py`` tests the cause
+found (a DataLoader's workers); this is the alarm should another appear.
 """
 
 from __future__ import annotations
 
+import faulthandler
+import os
 import pickle
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +52,49 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+EXIT_LIMIT_S = 120
+_status: list[int] = [0]
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    _status[0] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config) -> None:
+    """Start the exit alarm (see the module docstring)."""
+    def alarm() -> None:
+        time.sleep(EXIT_LIMIT_S)
+        print(f"\ntests: the process had not exited {EXIT_LIMIT_S} s after the session; "
+              "its threads and live child processes:", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(all_threads=True)
+        for pid in _descendants(os.getpid()):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            print(f"  child {pid}: {cmd.decode(errors='replace')[:300]}", file=sys.stderr)
+            os.kill(pid, signal.SIGKILL)
+        sys.stderr.flush()
+        os._exit(_status[0])
+
+    threading.Thread(target=alarm, daemon=True).start()
+    faulthandler.dump_traceback_later(2 * EXIT_LIMIT_S, exit=True)  # a hang past Python's reach
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live processes below ``pid`` (from /proc; empty where there is none)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [child for child, parent in parents.items() if parent in frontier]
+        found += kids
+        frontier = kids
+    return found
 
 
 def _write_pickle(path: Path, obj: object) -> None:

@@ -42,7 +42,7 @@ from balcon.engine.distributed import (
     on_every_rank,
     shutdown,
 )
-from balcon.engine.evaluate import eval_loader
+from balcon.engine.loaders import eval_loader
 from balcon.engine.objective import make_objective
 from balcon.engine.steps import predict, train_step
 from balcon.errors import BalconError

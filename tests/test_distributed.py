@@ -18,7 +18,7 @@ import torch
 
 from balcon.config import DataConfig
 from balcon.engine import evaluate_checkpoint, fit, load_checkpoint
-from balcon.engine.evaluate import eval_loader
+from balcon.engine.loaders import eval_loader
 from balcon.engine.steps import predict
 from balcon.losses import BalancedContrastiveLoss
 from balcon.methods import METHODS, get_method

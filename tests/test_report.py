@@ -305,7 +305,8 @@ def test_the_pass_is_cached_and_recomputed_when_the_checkpoint_changes(
     assert np.allclose(first.weight_norms, state["model"]["classifier.weight"].norm(dim=1))
     # the contrastive embeddings' class sums, the slow way: BCLModel.forward's projections
     from balcon.data import load_image_sets
-    from balcon.engine.evaluate import eval_loader, model_for_inference
+    from balcon.engine.evaluate import model_for_inference
+    from balcon.engine.loaders import eval_loader
 
     _, cfg, model, dev = model_for_inference(run / "best.pt", None)
     test = load_image_sets(cfg.data, state["data_dir"]).test

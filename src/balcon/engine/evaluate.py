@@ -1,4 +1,4 @@
-"""Evaluation: loaders over held-out splits, a model's metrics, a checkpoint's report."""
+"""Evaluation: a checkpoint's model, its metrics on a split, its predictions for images."""
 
 from __future__ import annotations
 
@@ -9,30 +9,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
 
-from balcon.config import Config, DataConfig, run_config
-from balcon.data import ImageSet, find_images, load_image_sets, make_eval_dataset
+from balcon.config import Config, run_config
+from balcon.data import ImageSet, find_images, load_image_sets
 from balcon.engine.checkpoint import load_checkpoint
-from balcon.engine.device import default_num_workers, inference_precision, resolve_device
-from balcon.engine.distributed import DistContext
+from balcon.engine.device import inference_precision, resolve_device
+from balcon.engine.loaders import eval_loader
 from balcon.engine.metrics import classification_metrics
 from balcon.engine.steps import predict
 from balcon.errors import BalconError
 from balcon.models import BCLModel, build_model
 
 __all__ = [
-    "EVAL_BATCH",
     "Predictions",
-    "eval_loader",
     "evaluate_checkpoint",
-    "loader_options",
     "model_for_inference",
     "predict_images",
 ]
-
-#: Images per evaluation batch (per process).
-EVAL_BATCH = 256
 
 
 @dataclass
@@ -43,45 +36,6 @@ class Predictions:
     labels: torch.Tensor
     sources: list[str]
     class_names: list[str]
-
-
-def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave SIGTERM, SIGINT and SIGUSR1 to the main process, which
-    stops at a step boundary and shuts them down (a signal sent to the whole process
-    group would otherwise kill a worker mid-batch and fail that step)."""
-    import signal
-
-    from balcon.errors import STOP_SIGNALS
-
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-
-
-def loader_options(data: DataConfig, device: torch.device,
-                   ctx: DistContext | None = None) -> dict[str, Any]:
-    """DataLoader workers, pinned memory and persistent workers for ``device``.
-
-    With ``data.num_workers`` null, each of a node's processes takes its share of the
-    node's cores (see :func:`~balcon.engine.device.default_num_workers`).
-    """
-    ctx = ctx or DistContext()
-    workers = data.num_workers
-    if workers is None:
-        workers = default_num_workers(device, ctx.local_world_size)
-    return dict(num_workers=workers, pin_memory=device.type == "cuda",
-                persistent_workers=workers > 0,
-                worker_init_fn=_ignore_stop_signals if workers > 0 else None)
-
-
-def eval_loader(images: ImageSet, data: DataConfig, device: torch.device,
-                ctx: DistContext | None = None) -> DataLoader:
-    """A deterministic loader over ``images``; sharded over the ranks of a multi-process run."""
-    ctx = ctx or DistContext()
-    dataset = make_eval_dataset(images, data)
-    sampler = (DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
-                                  shuffle=False) if ctx.enabled else None)
-    return DataLoader(dataset, batch_size=EVAL_BATCH, shuffle=False, sampler=sampler,
-                      **loader_options(data, device, ctx))
 
 
 def model_for_inference(

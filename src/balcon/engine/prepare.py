@@ -33,7 +33,7 @@ from balcon.engine.distributed import (
     on_every_rank,
     on_main,
 )
-from balcon.engine.evaluate import eval_loader, loader_options
+from balcon.engine.loaders import eval_loader, loader_options
 from balcon.engine.objective import Objective, make_objective
 from balcon.engine.run_dir import read_records
 from balcon.errors import BalconError, RankError, one_line
@@ -144,7 +144,8 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
                                   cfg.model.encoder)
     # DDP copies rank 0's weights (pretrained or resumed) to every rank
     train_model = ddp_wrap(model, dev, objective.method) if ctx.enabled else model
-    select_loader = eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx)
+    select_loader = eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx,
+                                persistent=True)
     records = broadcast_object(read_records(run_dir / "metrics.jsonl", start_epoch)
                                if ctx.is_main else [])
     base_state = {
@@ -180,7 +181,7 @@ def _train_loader(cfg: Config, images: ImageSet, views: int, sampler: EpochSampl
         return DeviceLoader(made, sampler, batch)
     return DataLoader(make_train_dataset(images, cfg.data, views, cfg.train.seed),
                       batch_size=batch, sampler=sampler, drop_last=False,
-                      **loader_options(cfg.data, device, ctx))
+                      **loader_options(cfg.data, device, ctx, persistent=True))
 
 
 def _load_data(cfg: Config, data_dir: str | Path | None, ctx: DistContext,

@@ -31,7 +31,8 @@ from balcon.data import load_image_sets
 from balcon.data.build import REPORT_ORDER
 from balcon.engine.checkpoint import write_atomic
 from balcon.engine.device import autocast, inference_precision
-from balcon.engine.evaluate import eval_loader, model_for_inference
+from balcon.engine.evaluate import model_for_inference
+from balcon.engine.loaders import eval_loader
 from balcon.engine.metrics import classification_metrics
 from balcon.errors import BalconError
 from balcon.methods import METHODS

@@ -19,7 +19,7 @@ from balcon.config import Config
 from balcon.data import DataSplits, ImageSet
 from balcon.engine.checkpoint import load_checkpoint
 from balcon.engine.distributed import DistContext, broadcast_object
-from balcon.engine.evaluate import eval_loader
+from balcon.engine.loaders import eval_loader
 from balcon.engine.metrics import classification_metrics
 from balcon.engine.run_dir import LOG, result_row, summarize
 from balcon.engine.steps import predict
