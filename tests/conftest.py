@@ -23,6 +23,7 @@ found (a DataLoader's workers); this is the alarm should another appear.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import pickle
@@ -54,6 +55,34 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, parent PID, ...);
+    None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def child_pids(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid``."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = proc_stat(int(stat.parent.name))
+        if fields is not None and int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """PIDs below ``pid``: its children, theirs, and so on."""
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [kid for parent in frontier for kid in child_pids(parent)]
+        found += frontier
+    return found
+
+
 EXIT_LIMIT_S = 120
 _status: list[int] = [0]
 
@@ -70,31 +99,17 @@ def pytest_unconfigure(config) -> None:
         print(f"\ntests: the process had not exited {EXIT_LIMIT_S} s after the session; "
               "its threads and live child processes:", file=sys.stderr, flush=True)
         faulthandler.dump_traceback(all_threads=True)
-        for pid in _descendants(os.getpid()):
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            print(f"  child {pid}: {cmd.decode(errors='replace')[:300]}", file=sys.stderr)
-            os.kill(pid, signal.SIGKILL)
+        for pid in descendant_pids(os.getpid()):
+            with contextlib.suppress(OSError):  # it may end meanwhile
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                print(f"  child {pid}: {cmd.decode(errors='replace')[:300]}",
+                      file=sys.stderr)
+                os.kill(pid, signal.SIGKILL)
         sys.stderr.flush()
         os._exit(_status[0])
 
     threading.Thread(target=alarm, daemon=True).start()
     faulthandler.dump_traceback_later(2 * EXIT_LIMIT_S, exit=True)  # a hang past Python's reach
-
-
-def _descendants(pid: int) -> list[int]:
-    """Live processes below ``pid`` (from /proc; empty where there is none)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found, frontier = [], [pid]
-    while frontier:
-        kids = [child for child, parent in parents.items() if parent in frontier]
-        found += kids
-        frontier = kids
-    return found
 
 
 def _write_pickle(path: Path, obj: object) -> None:

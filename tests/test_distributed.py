@@ -25,6 +25,7 @@ from balcon.methods import METHODS, get_method
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_checks  # noqa: E402
+from conftest import child_pids  # noqa: E402
 from test_engine import TINY, tiny_config  # noqa: E402
 
 TESTS = Path(__file__).parent
@@ -224,19 +225,6 @@ def test_two_nodes_of_one_process_each(tmp_path: Path, cifar10_shared_root: Path
     assert "run directory:" in outputs[0][0] and "run directory:" not in outputs[1][0]
 
 
-def _children(pid: int) -> list[int]:
-    """PIDs whose parent is ``pid`` (from /proc)."""
-    kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
-    return kids
-
-
 def test_two_process_preemption_resumes_bit_exactly(tmp_path: Path, cifar10_shared_root: Path):
     """SIGTERM to one of two processes: both stop at the same step with one checkpoint
     (each rank's partial sums in it), and resuming with two processes ends with the
@@ -263,7 +251,7 @@ def test_two_process_preemption_resumes_bit_exactly(tmp_path: Path, cifar10_shar
     while not (log.exists() and "epoch 1/2" in log.read_text()):
         assert agent.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    workers = _children(agent.pid)
+    workers = child_pids(agent.pid)
     assert len(workers) == 2
     os.kill(max(workers), signal.SIGTERM)  # one process only: the ranks agree
     _, err = agent.communicate(timeout=60)

@@ -14,11 +14,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from balcon.config import DataConfig
 from balcon.engine.loaders import loader_options
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import proc_stat  # noqa: E402
 
 # A process that keeps a two-worker persistent loader in a reference cycle, prints its
 # workers' PIDs, and exits when its stdin closes.
@@ -40,12 +44,10 @@ sys.stdin.read()
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 def test_workers_ignore_stop_signals_and_still_end_with_the_process():
@@ -56,7 +58,7 @@ def test_workers_ignore_stop_signals_and_still_end_with_the_process():
         assert len(workers) == 2, child.stderr.read() if child.poll() is not None else ""
         os.kill(workers[0], signal.SIGTERM)  # as a cluster signals every process
         time.sleep(0.5)
-        assert _alive(workers[0])  # left to the main process
+        assert _running(workers[0])  # left to the main process
         child.stdin.close()  # the main process ends with the loader still alive
         child.wait(timeout=60)
     finally:
@@ -65,17 +67,9 @@ def test_workers_ignore_stop_signals_and_still_end_with_the_process():
             child.wait()
     assert child.returncode == 0, child.stderr.read()
     deadline = time.monotonic() + 10
-    while any(_alive(pid) and not _is_zombie(pid) for pid in workers):
+    while any(_running(pid) for pid in workers):
         assert time.monotonic() < deadline, "a worker outlived its process"
         time.sleep(0.1)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_only_loaders_iterated_every_epoch_keep_their_workers():

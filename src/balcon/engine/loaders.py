@@ -81,13 +81,13 @@ def loader_options(data: DataConfig, device: torch.device, ctx: DistContext | No
     workers = data.num_workers
     if workers is None:
         workers = default_num_workers(device, ctx.local_world_size)
+    options: dict[str, Any] = dict(num_workers=workers, pin_memory=device.type == "cuda")
     if workers == 0:
-        return dict(num_workers=0, pin_memory=device.type == "cuda")
+        return options
     if _EXITING is None:
         _EXITING = multiprocessing.RawValue(ctypes.c_bool, False)
         atexit.register(_exiting)
-    return dict(num_workers=workers, pin_memory=device.type == "cuda",
-                persistent_workers=persistent,
+    return dict(options, persistent_workers=persistent,
                 worker_init_fn=functools.partial(_worker_signals, _EXITING))
 
 
