@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# The paper's schedule on the CPU: 200-epoch CIFAR-100-LT (imbalance 100) runs of LA, then
+# BCL, seed 0, float32, on CIFAR-100's original pixels, carried across sessions.
+#
+#   bash benchmarks/cpu_200ep.sh start     # install (once per machine), unpack, then run LA
+#                                          # and BCL one after the other in the background
+#                                          # (nice 19), each continuing where it stopped
+#   bash benchmarks/cpu_200ep.sh save      # copy each run's state under
+#                                          # benchmarks/results/cpu-200ep/<method>/ and commit
+#                                          # only those paths
+#   bash benchmarks/cpu_200ep.sh status    # what runs, its epoch, what is saved
+#   bash benchmarks/cpu_200ep.sh pause     # SIGSTOP the runs (while timing something else)
+#   bash benchmarks/cpu_200ep.sh resume    # SIGCONT them
+#   bash benchmarks/cpu_200ep.sh stop      # SIGTERM: the run writes last.pt and exits 75
+#
+# The runs use a pinned install: their own clone of this repository at the commit in
+# benchmarks/results/cpu-200ep/COMMIT and their own venv, under $BALCON_200EP_HOME
+# (default: ../balcon-200ep beside this repository), so later changes to main do not change
+# a run halfway. On a new machine `start` rebuilds that install, unpacks the data from
+# $BALCON_SHARED/data/cifar100-lossless.tar.gz (default ../shared) and continues each run
+# from its saved copy. Within one machine a continued run is bit-exact (BENCHMARKS.md).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+saved=$repo/benchmarks/results/cpu-200ep
+commit=$(cat "$saved/COMMIT")
+home=${BALCON_200EP_HOME:-$(dirname "$repo")/balcon-200ep}
+shared=${BALCON_SHARED:-$(dirname "$repo")/shared}
+src=$home/src-${commit:0:12}
+py=$src/.venv/bin/python
+data=$home/data
+runs=$home/runs
+methods="la bcl"
+files="last.pt best.pt metrics.jsonl train.log config.yaml run.json summary.json"
+
+install() {
+  [ -x "$src/.venv/bin/balcon" ] && return
+  echo "installing balcon at ${commit:0:12} into $src"
+  rm -rf "$src"
+  git clone -q "$repo" "$src"
+  git -C "$src" checkout -q "$commit"
+  python3 -m venv "$src/.venv"
+  "$src/.venv/bin/pip" install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v '^WARNING: Location' || true
+  "$src/.venv/bin/pip" install -q -e "$src" 2>&1 | grep -v '^WARNING: Location' || true
+  [ -x "$src/.venv/bin/balcon" ] || { echo "install failed: $src" >&2; exit 1; }
+}
+
+unpack() {
+  [ -f "$data/cifar-100-python/train" ] && return
+  echo "unpacking CIFAR-100 (original pixels) into $data"
+  "$py" "$shared/tools/cifar_lossless_to_batches.py" "$data"
+}
+
+epoch_of() {  # "epoch E" or "epoch E step S" of a checkpoint, or "none"
+  [ -f "$1" ] || { echo none; return; }
+  "$py" - "$1" <<'EOF'
+import sys, torch
+s = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+print(f"epoch {s['epoch']}" + (f" step {s['step']}" if s.get("step") else ""))
+EOF
+}
+
+finished() {  # the run directory $1 holds a finished run
+  grep -qs '"finished": true' "$1/summary.json"
+}
+
+drive() {  # the background loop: each method in turn, continued until it finishes
+  echo $$ > "$home/drive.pid"
+  for m in $methods; do
+    finished "$runs/$m" && continue
+    if [ ! -f "$runs/$m/last.pt" ] && [ -f "$saved/$m/last.pt" ]; then
+      echo "$(date -Is) $m: continuing from the saved copy ($(epoch_of "$saved/$m/last.pt"))"
+      mkdir -p "$runs/$m"
+      for f in $files; do [ -f "$saved/$m/$f" ] && cp -p "$saved/$m/$f" "$runs/$m/"; done
+    fi
+    echo "$(date -Is) $m: balcon train --continue"
+    status=0
+    "$src/.venv/bin/balcon" train --preset cifar100-lt-r100 --data-dir "$data" \
+      --out "$runs/$m" --continue --set loss.method="$m" --set train.seed=0 \
+      --set train.precision=off --set train.eval_every=10 \
+      --set train.checkpoint_minutes=10 || status=$?
+    echo "$(date -Is) $m: exit $status"
+    [ "$status" -eq 0 ] || exit "$status"
+  done
+}
+
+driver_pid() {  # the background loop's PID (its process group) when it runs
+  local pid
+  pid=$(cat "$home/drive.pid" 2>/dev/null) || return 1
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+save() {  # copy each run's state (paused while copying: files that agree), then commit
+  local pid="" changed=""
+  pid=$(driver_pid) && kill -STOP -- "-$pid"
+  for m in $methods; do
+    [ -f "$runs/$m/last.pt" ] || continue
+    mkdir -p "$saved/$m"
+    for f in $files; do [ -f "$runs/$m/$f" ] && cp -p "$runs/$m/$f" "$saved/$m/"; done
+    changed="$changed $m $(epoch_of "$saved/$m/last.pt"),"
+  done
+  [ -n "$pid" ] && kill -CONT -- "-$pid"
+  [ -n "$changed" ] || { echo "nothing to save under $runs"; return; }
+  git -C "$repo" add -- "$saved"
+  if git -C "$repo" diff --cached --quiet -- "$saved"; then
+    echo "saved copies unchanged:$changed"
+  else
+    git -C "$repo" commit -q -m "cpu-200ep: save${changed%,} (balcon ${commit:0:12})" \
+      -- "$saved"
+    echo "committed:$changed"
+  fi
+}
+
+status() {
+  local pid
+  echo "pinned commit ${commit:0:12}; install $src; runs $runs"
+  if pid=$(driver_pid); then
+    state=$(ps -o stat= -p "$pid" | cut -c1)
+    echo "running (process group $pid$([ "$state" = T ] && echo ', paused'))"
+  else
+    echo "not running"
+  fi
+  for m in $methods; do
+    local here="none" log=""
+    [ -x "$py" ] && here=$(epoch_of "$runs/$m/last.pt")
+    finished "$runs/$m" && here="$here, finished"
+    echo "$m: here $here; saved $( [ -x "$py" ] && epoch_of "$saved/$m/last.pt" || echo '?')"
+    log=$runs/$m/train.log
+    [ -f "$log" ] && tail -n 2 "$log" | sed 's/^/    /'
+  done
+  return 0
+}
+
+case "${1:-}" in
+  start)
+    if pid=$(driver_pid); then echo "already running (process group $pid)"; exit 0; fi
+    install
+    unpack
+    mkdir -p "$runs"
+    rm -f "$home/drive.pid"
+    setsid nohup nice -n 19 bash "$0" _drive >> "$home/drive.log" 2>&1 < /dev/null &
+    sleep 2
+    echo "started (process group $(cat "$home/drive.pid")); log $home/drive.log"
+    ;;
+  _drive) drive ;;
+  save) save ;;
+  status) status ;;
+  pause) pid=$(driver_pid) && kill -STOP -- "-$pid" && echo "paused $pid" ;;
+  resume) pid=$(driver_pid) && kill -CONT -- "-$pid" && echo "resumed $pid" ;;
+  stop)
+    pid=$(driver_pid) || { echo "not running"; exit 0; }
+    kill -CONT -- "-$pid"
+    pkill -TERM -P "$pid" || true   # the trainer: it writes last.pt and exits 75
+    while kill -0 "$pid" 2>/dev/null; do sleep 1; done
+    echo "stopped"
+    ;;
+  *) sed -n '2,21p' "$0"; exit 2 ;;
+esac
