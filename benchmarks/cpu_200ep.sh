@@ -65,6 +65,9 @@ finished() {  # the run directory $1 holds a finished run
 
 drive() {  # the background loop: each method in turn, continued until it finishes
   echo $$ > "$home/drive.pid"
+  # setsid made this session its own scheduling autogroup, where nice alone does not
+  # yield to other sessions: lower the group's own nice too
+  echo 19 > "/proc/$$/autogroup" 2>/dev/null || true
   for m in $methods; do
     finished "$runs/$m" && continue
     if [ ! -f "$runs/$m/last.pt" ] && [ -f "$saved/$m/last.pt" ]; then

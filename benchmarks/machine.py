@@ -5,6 +5,21 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+#: Vector features that decide CPU speed in each precision, as /proc/cpuinfo names them.
+CPU_FEATURES = (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX512-BF16", "avx512_bf16"),
+                ("AMX", "amx_tile"))
+
+
+def cpu_flags() -> str:
+    """Which of AVX2, AVX-512, AVX512-BF16 and AMX this CPU has, e.g. ``AVX2 yes, AVX-512
+    no, AVX512-BF16 no, AMX no`` (bf16 is native only with AVX512-BF16 or AMX)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = set(next(x for x in lines if x.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return "flags unknown"
+    return ", ".join(f"{name} {'yes' if flag in flags else 'no'}" for name, flag in CPU_FEATURES)
+
 
 def cpu_model() -> str:
     """The CPU's model name as /proc/cpuinfo gives it (else what ``platform`` knows)."""

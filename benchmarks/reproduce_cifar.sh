@@ -11,7 +11,8 @@
 # test/). EPOCHS (default 200, the recipe) compresses the schedule to test the script
 # (e.g. 1 on a CPU). Environment: BENCH_ARGS (bench_epoch.py's, default "--steps 20
 # --warmup 5"; SKIP_BENCH=1 skips it), BCL_S / LA_S / CE_S (deadlines, default 270 / 110 /
-# 110 s), TRAIN_SET (extra --set overrides, e.g. "--set train.precision=bf16").
+# 110 s), TRAIN_SET (extra --set overrides, e.g. "--set train.precision=bf16"). The runs
+# pin the paper's float32 (train.precision=off; auto would take bf16 on the GPU).
 # Runs from the source tree (PYTHONPATH=src). Packages the machine lacks (kornia,
 # kornia_rs on the lent H200) travel as wheels in .whl/ (benchmarks/gpu_wheels.sh
 # downloads them); they are installed into /tmp/site first.
@@ -38,7 +39,7 @@ for method in bcl la ce; do
   start=$(date +%s.%N)
   timeout "$limit" python3 -m balcon train --preset cifar10-lt-r100 --data-dir "$data" \
     --out "$out/$method" $schedule --set loss.method="$method" --set data.pipeline=auto \
-    ${TRAIN_SET:-} > "$out/$method.out" 2>&1
+    --set train.precision=off ${TRAIN_SET:-} > "$out/$method.out" 2>&1
   status=$?
   python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$start" \
     "$(date +%s.%N)" > "$out/$method.seconds"

@@ -182,7 +182,7 @@ def test_demo_trains_and_prints_table(tmp_path: Path, capsys):
 def test_eval_of_fp16_checkpoint_on_cpu(finished_run: Path, tmp_path: Path):
     """A checkpoint trained with fp16 (CUDA) evaluates on the CPU in float32."""
     state = load_checkpoint(finished_run / "last.pt")
-    state["config"]["train"]["precision"] = "fp16"
+    state["config"]["train"]["precision"] = state["precision"] = "fp16"
     path = tmp_path / "fp16.pt"
     save_checkpoint(path, state)
     metrics, _ = evaluate_checkpoint(path, device="cpu")

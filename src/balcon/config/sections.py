@@ -27,7 +27,8 @@ CIFAR_MEAN = [0.4914, 0.4822, 0.4465]
 CIFAR_STD = [0.2023, 0.1994, 0.2010]
 
 DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
-PRECISIONS = ("off", "bf16", "fp16")
+#: ``auto``: resolved when a run starts, by the hardware (``balcon.engine.device``).
+PRECISIONS = ("auto", "off", "bf16", "fp16")
 #: Augmentation families: CIFAR-LT's 32-px views, or ImageNet-LT / iNaturalist's 224-px views.
 VIEW_STYLES = ("cifar", "imagenet")
 #: (view 2, view 3) of the contrastive branch; "rand" stands for "randstack".
@@ -102,7 +103,9 @@ class ModelConfig:
     depth torchvision does not also name), a torchvision ResNet family model
     (``resnet50``, ``resnext50_32x4d``, ...), or ``timm:<model>``. ``pretrained``: a
     local state-dict file for the encoder, or ``timm`` for timm's own weights
-    (downloaded; timm encoders only). ``channels_last`` runs the model in NHWC.
+    (downloaded; timm encoders only). ``channels_last`` runs the model in NHWC (the
+    default since 0.6: 10% faster per step on a 2-core AMD EPYC in float32, every round;
+    BENCHMARKS.md, "Precision on the CPU"; the usual choice on recent GPUs).
     ``shortcut`` (``A``: zero-padding, ``B``: 1x1 convolution) and ``conv_init``
     (``kaiming``: fan-in, as LDAM-DRW; ``kaiming-fan-out``: balcon 0.2; ``torch``:
     PyTorch's own) shape the CIFAR ResNets only.
@@ -112,7 +115,7 @@ class ModelConfig:
     shortcut: str = "A"
     conv_init: str = "kaiming"
     pretrained: str | None = None
-    channels_last: bool = False
+    channels_last: bool = True
     classifier: str = "cosine"
     cosine_scale: float = 30.0
     head_hidden: int = 512
@@ -154,6 +157,9 @@ class OptimConfig:
 class TrainConfig:
     """Length, batch, precision, evaluation cadence and seed of a run.
 
+    ``precision``: ``auto`` (bf16 on GPUs that have it, else fp16; on the CPU bf16 where
+    it is native, else float32), ``off`` (float32, the paper's), ``bf16`` or ``fp16``
+    (CUDA only).
     ``batch_size`` is global: under ``torchrun`` each of the N processes takes
     ``batch_size / N``. ``sync_bn`` turns BatchNorm into SyncBatchNorm in multi-GPU runs.
     ``checkpoint_minutes``: minutes between mid-epoch ``last.pt`` writes (null: at epoch
@@ -163,7 +169,7 @@ class TrainConfig:
 
     epochs: int = 200
     batch_size: int = 256
-    precision: str = "off"
+    precision: str = "auto"
     eval_every: int = 10
     seed: int = 0
     sync_bn: bool = False

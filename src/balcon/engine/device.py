@@ -1,4 +1,17 @@
-"""Device choice and mixed precision."""
+"""Device choice and mixed precision.
+
+``train.precision: auto`` is a fixed rule on the hardware's flags (no timing at start-up),
+resolved once when a run starts (:func:`resolve_precision`) and kept by the run:
+
+- CUDA: bf16 on GPUs of compute capability 8.0 or newer (Ampere on), else fp16 with the
+  gradient scaler;
+- CPU: bf16 where the CPU has native bf16 instructions (AVX512-BF16 or AMX, as torch
+  reports them), float32 everywhere else: emulated bf16 measured about 8x slower than
+  float32 on an AMD EPYC with AVX2 only (BENCHMARKS.md, "Precision on the CPU").
+
+``BALCON_NATIVE_BF16=0`` (or ``1``) overrides what the CPU reports, e.g. to time the
+float32 path on a CPU that has bf16.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +24,20 @@ import torch
 from balcon.errors import BalconError
 
 __all__ = [
+    "NATIVE_BF16_ENV",
     "autocast",
     "check_precision",
+    "cpu_has_native_bf16",
     "default_num_workers",
+    "emulated_bf16_warning",
     "inference_precision",
     "make_grad_scaler",
     "resolve_device",
+    "resolve_precision",
 ]
+
+#: The environment variable that overrides the CPU's native-bf16 flags (0 or 1).
+NATIVE_BF16_ENV = "BALCON_NATIVE_BF16"
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -40,14 +60,53 @@ def resolve_device(name: str | None = None) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles), or what
+    ``BALCON_NATIVE_BF16`` says. (``torch.ops.mkldnn._is_mkldnn_bf16_supported`` is not
+    the test: it is true on AVX-512 CPUs without bf16 instructions.)"""
+    override = os.environ.get(NATIVE_BF16_ENV)
+    if override is not None:
+        if override not in ("0", "1"):
+            raise BalconError(f"{NATIVE_BF16_ENV}={override!r}: set it to 0 (treat this CPU "
+                              "as without native bf16) or 1, or unset it")
+        return override == "1"
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
+    """``train.precision`` as a run on ``device`` trains with (``off``, ``bf16`` or
+    ``fp16``), and why, in words: ``auto`` by the rule of this module, else as set."""
+    if precision != "auto":
+        return precision, "train.precision"
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        if major >= 8:
+            return "bf16", f"auto: bf16 on this GPU (compute capability {major}.{minor})"
+        return "fp16", (f"auto: no bf16 on this GPU (compute capability {major}.{minor}), "
+                        "fp16 with a gradient scaler")
+    if cpu_has_native_bf16():
+        return "bf16", "auto: native bf16 on this CPU"
+    return "off", "auto: no native bf16 on this CPU"
+
+
+def emulated_bf16_warning(precision: str, device: torch.device) -> str | None:
+    """The warning for bf16 on a CPU that only emulates it (several times slower than
+    float32), else None."""
+    if precision != "bf16" or device.type != "cpu" or cpu_has_native_bf16():
+        return None
+    return ("precision bf16 is emulated on this CPU (no native bf16): several times slower "
+            "than float32; train.precision=auto picks float32 here")
+
+
 def check_precision(device: torch.device, precision: str) -> None:
     """Refuse a precision the device cannot train with (fp16 needs CUDA)."""
     if precision == "fp16" and device.type != "cuda":
-        raise BalconError("train.precision fp16 needs CUDA; use bf16 or off on the CPU")
+        raise BalconError("train.precision fp16 needs CUDA; use auto, bf16 or off on the CPU")
 
 
 def inference_precision(device: torch.device, precision: str) -> str:
-    """The precision to predict with: a run's own, except fp16 on the CPU (then off)."""
+    """The precision to predict with: a run's own (as it trained, so that an evaluation
+    repeats the run's numbers), except fp16 on the CPU (then off)."""
     return "off" if precision == "fp16" and device.type != "cuda" else precision
 
 

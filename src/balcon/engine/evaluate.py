@@ -13,7 +13,7 @@ import torch
 from balcon.config import Config, run_config
 from balcon.data import ImageSet, find_images, load_image_sets
 from balcon.engine.checkpoint import load_checkpoint
-from balcon.engine.device import inference_precision, resolve_device
+from balcon.engine.device import inference_precision, resolve_device, resolve_precision
 from balcon.engine.loaders import eval_loader
 from balcon.engine.metrics import classification_metrics
 from balcon.engine.steps import predict
@@ -22,6 +22,7 @@ from balcon.models import BCLModel, build_model
 
 __all__ = [
     "Predictions",
+    "checkpoint_precision",
     "evaluate_checkpoint",
     "model_for_inference",
     "predict_images",
@@ -58,10 +59,17 @@ def model_for_inference(
     return state, cfg, model, dev
 
 
-def _logits(model: BCLModel, images: ImageSet, cfg: Config, device: torch.device,
-            desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+def checkpoint_precision(state: dict[str, Any], cfg: Config, device: torch.device) -> str:
+    """The precision to predict with from a checkpoint: the one its run trained with (a
+    checkpoint of balcon before 0.6: its config's), as ``device`` can run it."""
+    trained = state.get("precision") or resolve_precision(cfg.train.precision, device)[0]
+    return inference_precision(device, trained)
+
+
+def _logits(model: BCLModel, images: ImageSet, state: dict[str, Any], cfg: Config,
+            device: torch.device, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
     return predict(model, eval_loader(images, cfg.data, device), device,
-                   inference_precision(device, cfg.train.precision), desc=desc,
+                   checkpoint_precision(state, cfg, device), desc=desc,
                    channels_last=cfg.model.channels_last)
 
 
@@ -87,7 +95,7 @@ def evaluate_checkpoint(
             f"checkpoint {names[:3]}...; point --data-dir at the data it was trained on"
         )
     started = time.perf_counter()
-    logits, labels = _logits(model, images, cfg, dev, "eval")
+    logits, labels = _logits(model, images, state, cfg, dev, "eval")
     metrics = classification_metrics(logits, labels, state["class_counts"])
     sources = images.paths or [f"{split}[{i}]" for i in range(len(images))]
     predictions = Predictions(logits, labels, list(sources), names)
@@ -110,5 +118,5 @@ def predict_images(
     names = state["class_names"]
     images = ImageSet(labels=np.full(len(files), -1, dtype=np.int64), class_names=names,
                       paths=files)
-    logits, labels = _logits(model, images, cfg, dev, "predict")
+    logits, labels = _logits(model, images, state, cfg, dev, "predict")
     return Predictions(logits, labels, files, names)

@@ -36,6 +36,7 @@ import torch
 
 from balcon.config import Config, run_config
 from balcon.engine.checkpoint import save_checkpoint, write_failure, write_text_atomic
+from balcon.engine.device import emulated_bf16_warning
 from balcon.engine.distributed import (
     barrier,
     broadcast_buffers,
@@ -130,8 +131,9 @@ def _train(run: Run, stop_after: int | None, control: StepControl) -> RunResult:
         if last == epochs and run.records:  # the last epoch is done (now, or before a resume)
             if run.start_epoch >= epochs:
                 LOG.info("all %d epochs done; finishing the report", epochs)
-            summary = finished_summary(run.model, cfg, run.run_dir, run.splits, run.counts,
-                                       run.device, run.ctx, run.records)
+            summary = finished_summary(run.model, cfg, run.precision, run.run_dir,
+                                       run.splits, run.counts, run.device, run.ctx,
+                                       run.records)
             _write_summary(run, summary)
     except BalconError as err:
         LOG.info("stopped: %s", one_line(err))
@@ -149,9 +151,13 @@ def _train(run: Run, stop_after: int | None, control: StepControl) -> RunResult:
 def _log_start(run: Run) -> None:
     """The log's first lines: what trains on what, or where a resumed run picks up."""
     cfg, splits, processes = run.cfg, run.splits, run.processes
+    emulated = emulated_bf16_warning(run.precision, run.device)
     if run.start_epoch > 0:
-        LOG.info("resuming %s after epoch %d%s", run.run_dir, run.start_epoch,
-                 f" with {processes}" if processes else "")
+        LOG.info("resuming %s after epoch %d%s; precision: %s (as the run started: %s)",
+                 run.run_dir, run.start_epoch, f" with {processes}" if processes else "",
+                 run.precision, run.precision_reason)
+        if emulated:
+            LOG.warning("warning: %s", emulated)
         return
     held_out = ", ".join(f"{len(splits.get(n))} {n}" for n in ("val", "test")
                          if getattr(splits, n) is not None)
@@ -159,6 +165,9 @@ def _log_start(run: Run) -> None:
              run.run_dir, cfg.name, cfg.loss.method, len(splits.train),
              f" / {held_out}" if held_out else "", splits.train.num_classes, run.device,
              f", {processes}" if processes else "")
+    LOG.info("precision: %s (%s)", run.precision, run.precision_reason)
+    if emulated:
+        LOG.warning("warning: %s", emulated)
     if run.pretrained_note:
         LOG.info("encoder weights: %s", run.pretrained_note)
     for name, bad in splits.skipped.items():
@@ -200,7 +209,7 @@ def _train_epoch(run: Run, epoch: int, control: StepControl) -> dict[str, Any]:
     with own_errors(run.ctx):
         result = train_one_epoch(
             run.train_model, run.train_loader, run.objective, run.optimizer, run.scaler,
-            run.device, cfg.train.precision, desc=f"epoch {epoch + 1}/{epochs}",
+            run.device, run.precision, desc=f"epoch {epoch + 1}/{epochs}",
             channels_last=cfg.model.channels_last, ctx=run.ctx,
             lr_of_step=lambda step: lr_at(cfg.optim, epoch, epochs, step, steps),
             resume=partial, after_step=after_step,
@@ -240,7 +249,7 @@ def _evaluate(run: Run, epoch: int, stats: dict[str, Any],
     try:
         with own_errors(run.ctx):
             metrics = evaluate_split(run.model, run.select_loader, run.counts, run.cfg,
-                                     run.device, run.ctx, split,
+                                     run.precision, run.device, run.ctx, split,
                                      stop=lambda: control.poll()[0])
     except Interrupted:
         _save_mid_epoch(run, epoch, {"stats": stats})
@@ -305,6 +314,7 @@ def _save(run: Run, done: int, record: dict[str, Any] | None) -> None:
 
 
 def _write_summary(run: Run, summary: dict[str, Any]) -> None:
+    summary.update(precision=run.precision, precision_reason=run.precision_reason)
     if run.splits.skipped:  # unreadable images skipped, per split, beside the accuracy
         summary["skipped_images"] = {k: len(v) for k, v in run.splits.skipped.items()}
     if run.ctx.is_main:

@@ -24,7 +24,7 @@ from balcon import __version__
 from balcon.config import Config
 from balcon.data import DataSplits, EpochSampler, ImageSet, load_image_sets, make_train_dataset
 from balcon.data.device_views import DeviceLoader, DeviceViews, fits_on, resolve_pipeline
-from balcon.engine.device import check_precision, make_grad_scaler
+from balcon.engine.device import check_precision, make_grad_scaler, resolve_precision
 from balcon.engine.distributed import (
     DistContext,
     broadcast_object,
@@ -35,7 +35,7 @@ from balcon.engine.distributed import (
 )
 from balcon.engine.loaders import eval_loader, loader_options
 from balcon.engine.objective import Objective, make_objective
-from balcon.engine.run_dir import read_records
+from balcon.engine.run_dir import read_records, record_precision
 from balcon.errors import BalconError, RankError, one_line
 from balcon.models import BCLModel, build_model, load_pretrained
 
@@ -79,6 +79,17 @@ class Run:
         return self.base_state["class_counts"]
 
     @property
+    def precision(self) -> str:
+        """What it trains with (``off``, ``bf16``, ``fp16``): ``train.precision`` resolved
+        when the run started, kept by every resume."""
+        return self.base_state["precision"]
+
+    @property
+    def precision_reason(self) -> str:
+        """Why: ``train.precision``, or the rule of ``auto`` (``auto: no native bf16 ...``)."""
+        return self.base_state["precision_reason"]
+
+    @property
     def best_top1(self) -> float:
         """Best selection-split top-1 so far (-inf before the first evaluation)."""
         return max((r["top1"] for r in self.records), default=-math.inf)
@@ -119,7 +130,8 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
     ctx, dev = init_distributed(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    check_precision(dev, cfg.train.precision)
+    precision, precision_reason = _precision(cfg, dev, resume_state)
+    check_precision(dev, precision)
     local_batch = _local_batch(cfg, ctx)
     splits = _load_data(cfg, data_dir, ctx, download)
     if resume_state is not None:
@@ -133,7 +145,7 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
     train_loader = _train_loader(cfg, splits.train, objective.method.views, sampler,
                                  local_batch, dev, ctx)
     model, optimizer = _build(cfg, splits.train.num_classes, dev, ctx)
-    scaler = make_grad_scaler(dev, cfg.train.precision)
+    scaler = make_grad_scaler(dev, precision)
     pretrained_note, start_epoch, partial = None, 0, None
     if resume_state is not None:
         _restore(resume_state, model, optimizer, scaler, run_dir)
@@ -153,10 +165,23 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
         "class_counts": counts,
         "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
         "balcon_version": __version__, "selection_split": splits.selection_split,
+        "precision": precision, "precision_reason": precision_reason,
     }
+    if resume_state is None and ctx.is_main:
+        record_precision(run_dir, precision, precision_reason)
     return Run(cfg, run_dir, ctx, dev, splits, objective, model, train_model, optimizer,
                scaler, sampler, train_loader, select_loader, start_epoch, records,
                base_state, pretrained_note, partial)
+
+
+def _precision(cfg: Config, device: torch.device,
+               resume_state: dict[str, Any] | None) -> tuple[str, str]:
+    """The precision the run trains with, and why: a resumed run's own (a checkpoint of
+    balcon before 0.6 holds none: its config's, which was never ``auto``), else
+    ``train.precision`` resolved by rank 0 (``auto``: by the hardware's flags)."""
+    if resume_state is not None and "precision" in resume_state:
+        return resume_state["precision"], resume_state["precision_reason"]
+    return broadcast_object(resolve_precision(cfg.train.precision, device))
 
 
 def _local_batch(cfg: Config, ctx: DistContext) -> int:

@@ -30,8 +30,8 @@ from balcon.config import Config
 from balcon.data import load_image_sets
 from balcon.data.build import REPORT_ORDER
 from balcon.engine.checkpoint import write_atomic
-from balcon.engine.device import autocast, inference_precision
-from balcon.engine.evaluate import model_for_inference
+from balcon.engine.device import autocast
+from balcon.engine.evaluate import checkpoint_precision, model_for_inference
 from balcon.engine.loaders import eval_loader
 from balcon.engine.metrics import classification_metrics
 from balcon.errors import BalconError
@@ -121,13 +121,12 @@ def _class_sums(sums: torch.Tensor | None, values: torch.Tensor, labels: torch.T
 
 
 @torch.no_grad()
-def _features_and_logits(model: BCLModel, images: Any, cfg: Config, device: torch.device,
-                         num_classes: int, embed: bool
+def _features_and_logits(model: BCLModel, images: Any, cfg: Config, precision: str,
+                         device: torch.device, num_classes: int, embed: bool
                          ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     """Logits (N, C) and labels on the CPU, and the per-class sums of the encoder
     features and (``embed``) of the contrastive embeddings, else (C, 0)."""
     model.eval()
-    precision = inference_precision(device, cfg.train.precision)
     memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
     sums: torch.Tensor | None = None
     embedded: torch.Tensor | None = None
@@ -188,8 +187,8 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
     started = time.perf_counter()
     method = METHODS.get(cfg.loss.method)
     embed = method is not None and "projection_head" in method.parts
-    logits, labels, sums, embedded = _features_and_logits(model, images, cfg, dev,
-                                                          len(names), embed)
+    logits, labels, sums, embedded = _features_and_logits(
+        model, images, cfg, checkpoint_precision(state, cfg, dev), dev, len(names), embed)
     probs = logits.softmax(dim=1)
     weight = state["model"]["classifier.weight"].float()
     result = ReportPass(

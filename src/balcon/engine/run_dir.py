@@ -30,6 +30,7 @@ __all__ = [
     "open_new_run",
     "open_resume",
     "read_records",
+    "record_precision",
     "result_row",
     "summarize",
 ]
@@ -193,6 +194,18 @@ def _write_run_files(cfg: Config, data_dir: str | Path | None, run_dir: Path) ->
     info = {"data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
             "balcon_version": __version__}
     write_text_atomic(run_dir / "run.json", json.dumps(info, indent=2))
+
+
+def record_precision(run_dir: Path, precision: str, reason: str) -> None:
+    """Add the precision a new run trains with, and why, to its ``run.json`` (when it has
+    one: :func:`~balcon.engine.prepare.prepare` also serves benchmarks without one)."""
+    path = run_dir / "run.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    info.update(precision=precision, precision_reason=reason)
+    write_text_atomic(path, json.dumps(info, indent=2))
 
 
 def open_new_run(cfg: Config, data_dir: str | Path | None, run_dir: Path) -> RunLock:

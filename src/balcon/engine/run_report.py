@@ -34,27 +34,29 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
 
 
 def evaluate_split(model: BCLModel, loader: DataLoader, counts: list[int], cfg: Config,
-                   device: torch.device, ctx: DistContext, desc: str,
+                   precision: str, device: torch.device, ctx: DistContext, desc: str,
                    stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Metrics of ``model`` on the whole set of ``loader`` (sharded over the ranks);
-    ``stop`` as in :func:`~balcon.engine.steps.predict`."""
-    logits, labels = predict(model, loader, device, cfg.train.precision, desc=desc,
+    """Metrics of ``model`` on the whole set of ``loader`` (sharded over the ranks) in the
+    run's ``precision``; ``stop`` as in :func:`~balcon.engine.steps.predict`."""
+    logits, labels = predict(model, loader, device, precision, desc=desc,
                              channels_last=cfg.model.channels_last, ctx=ctx, stop=stop)
     return classification_metrics(logits, labels, counts)
 
 
-def final_report(model: BCLModel, cfg: Config, run_dir: Path, images: ImageSet, split: str,
-                 counts: list[int], device: torch.device, ctx: DistContext,
-                 records: list[dict[str, Any]]) -> dict[str, Any]:
+def final_report(model: BCLModel, cfg: Config, precision: str, run_dir: Path,
+                 images: ImageSet, split: str, counts: list[int], device: torch.device,
+                 ctx: DistContext, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The last model and best.pt measured on the report split (a split not selected on)."""
     loader = eval_loader(images, cfg.data, device, ctx)
-    last = evaluate_split(model, loader, counts, cfg, device, ctx, f"{split} (last)")
+    last = evaluate_split(model, loader, counts, cfg, precision, device, ctx,
+                          f"{split} (last)")
     last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     best_weights = broadcast_object(
         load_checkpoint(run_dir / "best.pt")["model"] if ctx.is_main else None
     )
     model.load_state_dict(best_weights)
-    best = evaluate_split(model, loader, counts, cfg, device, ctx, f"{split} (best)")
+    best = evaluate_split(model, loader, counts, cfg, precision, device, ctx,
+                          f"{split} (best)")
     model.load_state_dict(last_state)
     selection = summarize(records, records[-1]["split"])
     best["epoch"] = selection["best"]["epoch"]
@@ -70,14 +72,14 @@ def final_report(model: BCLModel, cfg: Config, run_dir: Path, images: ImageSet, 
             "selection": {"last": selection["last"], "best": selection["best"]}}
 
 
-def finished_summary(model: BCLModel, cfg: Config, run_dir: Path, splits: DataSplits,
-                     counts: list[int], device: torch.device, ctx: DistContext,
-                     records: list[dict[str, Any]]) -> dict[str, Any]:
+def finished_summary(model: BCLModel, cfg: Config, precision: str, run_dir: Path,
+                     splits: DataSplits, counts: list[int], device: torch.device,
+                     ctx: DistContext, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The summary of a run whose last epoch is done: the report, per class by name."""
     select_name, report_name = splits.selection_split, splits.report_split
     if report_name != select_name:
-        summary = final_report(model, cfg, run_dir, splits.get(report_name), report_name,
-                               counts, device, ctx, records)
+        summary = final_report(model, cfg, precision, run_dir, splits.get(report_name),
+                               report_name, counts, device, ctx, records)
     else:
         summary = summarize(records, select_name)
         summary["per_class"] = dict(zip(splits.train.class_names, records[-1]["per_class"],

@@ -127,7 +127,8 @@ def _config_list(a: Analysed) -> str:
                                   for g in SHOT_GROUPS)),
         ("model", f"{model.get('encoder')}, {model.get('classifier')} classifier"),
         ("optimiser", f"lr {optim.get('lr')}, batch {train.get('batch_size')}, "
-                      f"precision {train.get('precision')}, seed {train.get('seed')}"),
+                      f"seed {train.get('seed')}"),
+        ("precision", a.run.precision),
         ("report split", f"{a.rp.meta['split']}, {len(a.rp.labels)} images"),
         ("run directory", str(a.run.path)),
     ]

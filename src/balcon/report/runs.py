@@ -42,6 +42,9 @@ class Run:
     summary: dict[str, Any]
     data_dir: str | None
     checkpoint: Path
+    #: the precision it trained with, and why (run.json); runs of balcon before 0.6:
+    #: their config's
+    precision: str = ""
 
     @property
     def name(self) -> str:
@@ -121,7 +124,10 @@ def read_run(path: str | Path, checkpoint: str = "best") -> Run:
     records = read_metrics(path)
     summary = _read_json(path / "summary.json") or {}
     info = _read_json(path / "run.json") or {}
-    return Run(path, config, records, summary, _resolved(info.get("data_dir")), ckpt)
+    precision = (f"{info['precision']} ({info.get('precision_reason')})" if "precision" in info
+                 else str(config.get("train", {}).get("precision")))
+    return Run(path, config, records, summary, _resolved(info.get("data_dir")), ckpt,
+               precision)
 
 
 #: Fields that do not change what a run learns (besides the seed itself): runs that
