@@ -7,5 +7,5 @@ The pipeline, one module or subpackage a stage: ``balcon.methods`` (the method t
 
 from balcon.errors import BalconError
 
-__version__ = "0.5.1"
+__version__ = "0.6.0"
 __all__ = ["BalconError", "__version__"]
