@@ -3,6 +3,7 @@ written from their formulas, the page against summary.json, and bad input."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -264,6 +265,9 @@ def test_run_page_has_every_section_and_the_summary_numbers(seeds_dir: Path, cap
     for word in ("many", "medium", "few", "ECE", "simplex", "contrastive embeddings"):
         assert word in page
     summary = json.loads((run / "summary.json").read_text())
+    # the precision it trained with, and why (auto's choice), as run.json and summary.json
+    precision = f"{summary['precision']} ({summary['precision_reason']})"
+    assert f"<dt>precision</dt><dd>{html.escape(precision)}</dd>" in page
     cells = re.findall(r"<td>([^<]*)</td>", page)
     for which in ("last", "best"):
         for key in ("top1", "top5", "many", "medium", "few"):
