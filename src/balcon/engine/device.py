@@ -34,6 +34,7 @@ __all__ = [
     "make_grad_scaler",
     "resolve_device",
     "resolve_precision",
+    "run_precision",
 ]
 
 #: The environment variable that overrides the CPU's native-bf16 flags (0 or 1).
@@ -87,6 +88,16 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
     if cpu_has_native_bf16():
         return "bf16", "auto: native bf16 on this CPU"
     return "off", "auto: no native bf16 on this CPU"
+
+
+def run_precision(state: dict | None, configured: str,
+                  device: torch.device) -> tuple[str, str]:
+    """A run's precision and why: the one its checkpoint ``state`` keeps (a checkpoint of
+    balcon before 0.6 keeps none: then its config's, never ``auto``), else ``configured``
+    resolved on ``device``."""
+    if state is not None and "precision" in state:
+        return state["precision"], state["precision_reason"]
+    return resolve_precision(configured, device)
 
 
 def emulated_bf16_warning(precision: str, device: torch.device) -> str | None:

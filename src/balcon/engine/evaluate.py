@@ -13,7 +13,7 @@ import torch
 from balcon.config import Config, run_config
 from balcon.data import ImageSet, find_images, load_image_sets
 from balcon.engine.checkpoint import load_checkpoint
-from balcon.engine.device import inference_precision, resolve_device, resolve_precision
+from balcon.engine.device import inference_precision, resolve_device, run_precision
 from balcon.engine.loaders import eval_loader
 from balcon.engine.metrics import classification_metrics
 from balcon.engine.steps import predict
@@ -62,8 +62,7 @@ def model_for_inference(
 def checkpoint_precision(state: dict[str, Any], cfg: Config, device: torch.device) -> str:
     """The precision to predict with from a checkpoint: the one its run trained with (a
     checkpoint of balcon before 0.6: its config's), as ``device`` can run it."""
-    trained = state.get("precision") or resolve_precision(cfg.train.precision, device)[0]
-    return inference_precision(device, trained)
+    return inference_precision(device, run_precision(state, cfg.train.precision, device)[0])
 
 
 def _logits(model: BCLModel, images: ImageSet, state: dict[str, Any], cfg: Config,

@@ -24,7 +24,7 @@ from balcon import __version__
 from balcon.config import Config
 from balcon.data import DataSplits, EpochSampler, ImageSet, load_image_sets, make_train_dataset
 from balcon.data.device_views import DeviceLoader, DeviceViews, fits_on, resolve_pipeline
-from balcon.engine.device import check_precision, make_grad_scaler, resolve_precision
+from balcon.engine.device import check_precision, make_grad_scaler, run_precision
 from balcon.engine.distributed import (
     DistContext,
     broadcast_object,
@@ -130,7 +130,9 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
     ctx, dev = init_distributed(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    precision, precision_reason = _precision(cfg, dev, resume_state)
+    # a resumed run's own; a new run's resolved by rank 0 (auto: by the hardware's flags)
+    precision, precision_reason = broadcast_object(
+        run_precision(resume_state, cfg.train.precision, dev))
     check_precision(dev, precision)
     local_batch = _local_batch(cfg, ctx)
     splits = _load_data(cfg, data_dir, ctx, download)
@@ -172,16 +174,6 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
     return Run(cfg, run_dir, ctx, dev, splits, objective, model, train_model, optimizer,
                scaler, sampler, train_loader, select_loader, start_epoch, records,
                base_state, pretrained_note, partial)
-
-
-def _precision(cfg: Config, device: torch.device,
-               resume_state: dict[str, Any] | None) -> tuple[str, str]:
-    """The precision the run trains with, and why: a resumed run's own (a checkpoint of
-    balcon before 0.6 holds none: its config's, which was never ``auto``), else
-    ``train.precision`` resolved by rank 0 (``auto``: by the hardware's flags)."""
-    if resume_state is not None and "precision" in resume_state:
-        return resume_state["precision"], resume_state["precision_reason"]
-    return broadcast_object(resolve_precision(cfg.train.precision, device))
 
 
 def _local_batch(cfg: Config, ctx: DistContext) -> int:
