@@ -18,6 +18,7 @@ from scipy import stats
 from torchvision import transforms as T
 
 from balcon.config import DataConfig
+from balcon.data import batch_ops as ops
 from balcon.data import load_digits
 from balcon.data.batch_ops import CIFAR10_POLICY
 from balcon.data.device_views import (
@@ -203,3 +204,33 @@ def test_both_pipelines_train_the_demo_and_resume_exactly(tmp_path: Path):
     assert all(torch.equal(full[k], cut[k]) for k in full)
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["last"]["top1"] == results["device"]["last"]["top1"]
+
+
+def _jitter_whole_batch(x: torch.Tensor, p: dict) -> torch.Tensor:
+    """The colour jitter as balcon 0.5 computed it: every adjustment on the whole batch at
+    each position, factor 1 (or the pixels kept, for the hue) where a sample skips it."""
+    adjust = (ops.adjust_brightness, ops.adjust_contrast, ops.adjust_saturation)
+    for position in range(4):
+        for op, fn in enumerate(adjust):
+            mine = p["jitter"] & (p["order"][:, position] == op)
+            x = fn(x, torch.where(mine, p["factors"][:, op], 1.0))
+        mine = p["jitter"] & (p["order"][:, position] == 3)
+        x = torch.where(mine[:, None, None, None], ops.adjust_hue(x, p["hue"]), x)
+    return x
+
+
+def test_color_jitter_on_the_selected_rows_equals_the_whole_batch_formulation():
+    """Bit for bit, inputs a little outside [0, 1] included (a bilinear crop can give
+    1.0 + 1 ulp), every batch size and order of the adjustments."""
+    from balcon.data.device_views import _color_jitter
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        b = (1, 3, 16, 32)[trial % 4]
+        x = torch.rand(b, 3, 8, 8, generator=g) * 1.2 - 0.1
+        x[:, :, :2] = 1.0000001
+        p = {"jitter": torch.rand(b, generator=g) < 0.8,
+             "order": torch.stack([torch.randperm(4, generator=g) for _ in range(b)]),
+             "factors": 0.6 + 0.8 * torch.rand(b, 3, generator=g),
+             "hue": torch.rand(b, generator=g) * 0.2 - 0.1}
+        assert torch.equal(_color_jitter(x.clone(), p), _jitter_whole_batch(x.clone(), p))

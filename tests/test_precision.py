@@ -168,3 +168,16 @@ def test_a_checkpoint_of_an_older_balcon_resumes_with_its_configs_precision(
     resumed = [line for line in precision_lines(run) if "resuming" in line]
     assert resumed[0].endswith("precision: off (as the run started: train.precision)")
     assert load_checkpoint(run / "last.pt")["precision"] == "off"
+
+
+def test_a_run_in_fp16_resumes_on_cuda_only(tmp_path: Path, cifar10_shared_root: Path):
+    """A run that ``auto`` put in fp16 (an older GPU) names the way out on a CPU."""
+    run = tmp_path / "run"
+    fit(tiny_config(), cifar10_shared_root, run, device="cpu", stop_after=1)
+    state = load_checkpoint(run / "last.pt")
+    state.update(precision="fp16", precision_reason="auto: no bf16 on this GPU (compute "
+                 "capability 7.5), fp16 with a gradient scaler")
+    save_checkpoint(run / "last.pt", {k: v for k, v in state.items() if k != "format"})
+    with pytest.raises(BalconError, match=r"trains in fp16 \(auto: no bf16 on this GPU .*\), "
+                                          r"which needs CUDA; resume it on a CUDA device"):
+        resume(run, device="cpu")

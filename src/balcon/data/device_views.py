@@ -289,10 +289,12 @@ def _resized_crop_boxes(height: int, width: int, scale: list[float], u: Tensor) 
 def _color_jitter(x: Tensor, p: dict[str, Tensor]) -> Tensor:
     """The four adjustments in each sample's order: at each of the four positions, each
     adjustment runs on the samples that take it there (about a fifth of the batch) and
-    the others keep their pixels."""
+    the others keep their pixels. The pixels come clamped to [0, 1] (as by a blend with
+    factor 1), except where brightness comes first: it blends the unclamped crop."""
     adjust = (ops.adjust_brightness, ops.adjust_contrast, ops.adjust_saturation)
     factors = (*p["factors"].unbind(1), p["hue"])
-    x = x.clone()
+    brightness_first = p["jitter"] & (p["order"][:, 0] == 0)
+    x = torch.where(brightness_first[:, None, None, None], x, x.clamp(0.0, 1.0))
     for position in range(4):
         for op, fn in enumerate((*adjust, ops.adjust_hue)):
             rows = (p["jitter"] & (p["order"][:, position] == op)).nonzero().squeeze(1)

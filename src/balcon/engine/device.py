@@ -96,7 +96,7 @@ def run_precision(state: dict | None, configured: str,
     balcon before 0.6 keeps none: then its config's, never ``auto``), else ``configured``
     resolved on ``device``."""
     if state is not None and "precision" in state:
-        return state["precision"], state["precision_reason"]
+        return state["precision"], state.get("precision_reason", "train.precision")
     return resolve_precision(configured, device)
 
 

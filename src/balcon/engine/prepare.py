@@ -131,8 +131,11 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # a resumed run's own; a new run's resolved by rank 0 (auto: by the hardware's flags)
-    precision, precision_reason = broadcast_object(
-        run_precision(resume_state, cfg.train.precision, dev))
+    precision, precision_reason = on_main(run_precision, resume_state, cfg.train.precision,
+                                          dev)
+    if resume_state is not None and precision == "fp16" and dev.type != "cuda":
+        raise BalconError(f"{run_dir} trains in fp16 ({precision_reason}), which needs CUDA; "
+                          "resume it on a CUDA device")
     check_precision(dev, precision)
     local_batch = _local_batch(cfg, ctx)
     splits = _load_data(cfg, data_dir, ctx, download)

@@ -42,8 +42,8 @@ class Run:
     summary: dict[str, Any]
     data_dir: str | None
     checkpoint: Path
-    #: the precision it trained with, and why (run.json); runs of balcon before 0.6:
-    #: their config's
+    #: the precision it trained with, and why (run.json, else summary.json); runs of
+    #: balcon before 0.6: their config's
     precision: str = ""
 
     @property
@@ -124,7 +124,8 @@ def read_run(path: str | Path, checkpoint: str = "best") -> Run:
     records = read_metrics(path)
     summary = _read_json(path / "summary.json") or {}
     info = _read_json(path / "run.json") or {}
-    precision = (f"{info['precision']} ({info.get('precision_reason')})" if "precision" in info
+    kept = info if "precision" in info else summary  # run.json, else summary.json
+    precision = (f"{kept['precision']} ({kept.get('precision_reason')})" if "precision" in kept
                  else str(config.get("train", {}).get("precision")))
     return Run(path, config, records, summary, _resolved(info.get("data_dir")), ckpt,
                precision)
