@@ -50,12 +50,29 @@ def _running(pid: int) -> bool:
     return stat is not None and stat[0] != "Z"
 
 
+def _signals_set(pid: int) -> bool:
+    """Whether the worker ``pid`` has run its init: SIGINT ignored, SIGTERM caught
+    (/proc/PID/status masks; a worker may still be starting when its PID is printed)."""
+    try:
+        fields = dict(line.split(":\t", 1) for line in
+                      Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    except OSError:
+        return False
+    bit = lambda sig: 1 << (sig - 1)  # noqa: E731
+    return bool(int(fields["SigIgn"], 16) & bit(signal.SIGINT)) and \
+        bool(int(fields["SigCgt"], 16) & bit(signal.SIGTERM))
+
+
 def test_workers_ignore_stop_signals_and_still_end_with_the_process():
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         workers = [int(pid) for pid in child.stdout.readline().split()]
         assert len(workers) == 2, child.stderr.read() if child.poll() is not None else ""
+        deadline = time.monotonic() + 30
+        while not all(_signals_set(pid) for pid in workers):  # on a loaded machine
+            assert time.monotonic() < deadline, "a worker never ran its init"
+            time.sleep(0.05)
         os.kill(workers[0], signal.SIGTERM)  # as a cluster signals every process
         time.sleep(0.5)
         assert _running(workers[0])  # left to the main process
