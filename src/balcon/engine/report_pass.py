@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,8 @@ def _features_and_logits(model: BCLModel, images: Any, cfg: Config, precision: s
     embedded: torch.Tensor | None = None
     all_logits, all_labels = [], []
     for batch, labels in tqdm(eval_loader(images, cfg.data, device), desc="report pass",
-                              leave=False, dynamic_ncols=True):
+                              leave=False, dynamic_ncols=True,
+                              disable=not sys.stderr.isatty()):  # as the training bars
         batch = batch.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         with autocast(device, precision):
             feats = model.encoder(batch)
