@@ -35,7 +35,6 @@ import datetime
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -105,36 +104,34 @@ def measure(args: argparse.Namespace) -> list[dict]:
     if args.compile:
         pipelines += ["device + torch.compile", "floor + torch.compile"]
     for label, precision, channels_last in settings:
-        with tempfile.TemporaryDirectory() as tmp:
-            setups = {}
-            for name in pipelines:
-                base = name.split(" ")[0]
-                cfg = apply_overrides(load_preset(args.preset), [
-                    f"loss.method={args.method}", f"train.precision={precision}",
-                    f"model.channels_last={str(channels_last).lower()}",
-                    f"data.pipeline={'device' if base == 'floor' else base}"])
-                run = prepare(cfg, args.data_dir, Path(tmp) / name.replace(" ", "_"),
-                              args.device, False, None)
-                batch, views = run.train_loader.batch_size, run.objective.method.views
-                source = (resident(run, batch, views) if base == "floor"
-                          else endless(run.train_loader))
-                model = torch.compile(run.train_model) if "compile" in name else None
-                setups[name] = (run, source, model)
-            times: dict[str, list[float]] = {name: [] for name in pipelines}
-            for _ in range(args.rounds):
-                for name, (run, source, model) in setups.items():
-                    times[name].append(time_steps(run, source, args.steps, args.warmup,
-                                                  precision, channels_last, model))
-            for name, (run, _, _) in setups.items():
-                step = statistics.median(times[name])
-                epoch = step * len(run.train_loader)
-                rows.append({"setting": label, "pipeline": name, "step_s": step,
-                             "epoch_s": epoch,
-                             "images_s": run.train_loader.batch_size
-                             * run.objective.method.views / step})
-                rounds = ", ".join(f"{t * len(run.train_loader):.1f}" for t in times[name])
-                print(f"{label:22s} {name:26s} {epoch:8.2f} s/epoch (rounds: {rounds})",
-                      flush=True)
+        setups = {}
+        for name in pipelines:
+            base = name.split(" ")[0]
+            cfg = apply_overrides(load_preset(args.preset), [
+                f"loss.method={args.method}", f"train.precision={precision}",
+                f"model.channels_last={str(channels_last).lower()}",
+                f"data.pipeline={'device' if base == 'floor' else base}"])
+            run = prepare(cfg, args.data_dir, args.device)
+            batch, views = run.train_loader.batch_size, run.objective.method.views
+            source = (resident(run, batch, views) if base == "floor"
+                      else endless(run.train_loader))
+            model = torch.compile(run.train_model) if "compile" in name else None
+            setups[name] = (run, source, model)
+        times: dict[str, list[float]] = {name: [] for name in pipelines}
+        for _ in range(args.rounds):
+            for name, (run, source, model) in setups.items():
+                times[name].append(time_steps(run, source, args.steps, args.warmup,
+                                              precision, channels_last, model))
+        for name, (run, _, _) in setups.items():
+            step = statistics.median(times[name])
+            epoch = step * len(run.train_loader)
+            rows.append({"setting": label, "pipeline": name, "step_s": step,
+                         "epoch_s": epoch,
+                         "images_s": run.train_loader.batch_size
+                         * run.objective.method.views / step})
+            rounds = ", ".join(f"{t * len(run.train_loader):.1f}" for t in times[name])
+            print(f"{label:22s} {name:26s} {epoch:8.2f} s/epoch (rounds: {rounds})",
+                  flush=True)
     return rows
 
 

@@ -48,8 +48,9 @@ from machine import cpu_flags, cpu_model  # noqa: E402  benchmarks/machine.py
 
 from balcon.config import apply_overrides  # noqa: E402
 from balcon.engine.device import cpu_has_native_bf16  # noqa: E402
+from balcon.engine.loop import Keeper, train_epoch  # noqa: E402
 from balcon.engine.prepare import prepare  # noqa: E402
-from balcon.engine.steps import train_one_epoch, train_step  # noqa: E402
+from balcon.engine.steps import train_step  # noqa: E402
 from balcon.presets import load_preset  # noqa: E402
 
 #: (label, train.precision, model.channels_last, torch.compile)
@@ -106,7 +107,7 @@ def setup(preset: str, extra: list[str], label: str, precision: str, channels_la
     cfg = apply_overrides(load_preset(preset), [
         f"train.precision={precision}", f"model.channels_last={str(channels_last).lower()}",
         "data.pipeline=device", *extra])
-    run = prepare(cfg, None, tmp / f"{preset}-{label.replace(' ', '_')}", device, False, None)
+    run = prepare(cfg, None, device)
     compile_s = None
     if compiled:
         run.train_model = torch.compile(run.train_model)
@@ -135,10 +136,8 @@ def time_cifar_step(run, precision: str, channels_last: bool, steps: int) -> flo
 
 
 def time_demo_epoch(run, precision: str, channels_last: bool, epoch: int) -> float:
-    run.sampler.set_epoch(epoch)
     start = time.perf_counter()
-    train_one_epoch(run.train_model, run.train_loader, run.objective, run.optimizer,
-                    run.scaler, run.device, precision, channels_last=channels_last)
+    train_epoch(run, epoch, Keeper())  # the run's own precision and memory format
     return time.perf_counter() - start
 
 

@@ -70,23 +70,22 @@ def main() -> None:
     args = p.parse_args()
     if args.unit_init:
         unit_norm_class_vectors()
-    fit_module = importlib.import_module("balcon.engine.fit")
-    train_one_epoch = fit_module.train_one_epoch
+    loop = importlib.import_module("balcon.engine.loop")
+    train_epoch = loop.train_epoch
     probe: dict[str, torch.Tensor] = {}
 
-    def epoch_with_diagnostics(model, loader, *rest, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        stats = train_one_epoch(model, loader, *rest, **kwargs)
+    def epoch_with_diagnostics(t, epoch, keeper):  # noqa: ANN001, ANN202
+        stats = train_epoch(t, epoch, keeper)
         if "x" not in probe:  # view 1 of the first batch of epoch 1, fixed from then on
-            views, _ = next(iter(loader))
+            views, _ = next(iter(t.train_loader))
             probe["x"] = views[0][:256].clone()
-        net = model.module if hasattr(model, "module") else model
-        print("DIAG", json.dumps(diagnose(net, probe["x"], stats["loss"])), flush=True)
+        print("DIAG", json.dumps(diagnose(t.model, probe["x"], stats["loss"])), flush=True)
         return stats
 
-    fit_module.train_one_epoch = epoch_with_diagnostics
+    loop.train_epoch = epoch_with_diagnostics
     cfg = compress_schedule(load_preset("cifar10-lt-r100"), args.epochs)
     cfg = apply_overrides(cfg, ["loss.method=la", "train.precision=bf16", "train.eval_every=5"])
-    fit_module.fit(cfg, args.data_dir, args.out)
+    importlib.import_module("balcon.runs").fit(cfg, args.data_dir, args.out)
 
 
 if __name__ == "__main__":

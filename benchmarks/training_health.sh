@@ -38,7 +38,7 @@ for part in $parts; do
         PYTHONPATH="$root/balcon-0.2.0/src" python -c "
 import sys
 from balcon.config.parse import apply_overrides, compress_schedule
-from balcon.engine.fit import fit
+from balcon.runs.train import fit
 from balcon.presets import load_preset
 cfg = compress_schedule(load_preset('cifar10-lt-r100'), 15)
 cfg = apply_overrides(cfg, ['loss.method=la', 'train.precision=bf16', 'train.eval_every=5',

@@ -43,8 +43,7 @@ from balcon.engine.distributed import (
     shutdown,
 )
 from balcon.engine.loaders import eval_loader
-from balcon.engine.objective import make_objective
-from balcon.engine.steps import predict, train_step
+from balcon.engine.steps import make_objective, predict, train_step
 from balcon.errors import BalconError
 from balcon.losses import BalancedContrastiveLoss
 from balcon.methods import METHODS, get_method
@@ -106,10 +105,10 @@ class TinyClassifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.fc = nn.Linear(3, 3)
+        self.classifier = nn.Linear(3, 3)
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.mean(dim=(2, 3)))
+    def encoder(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
 
 
 def main(out_dir: Path) -> None:

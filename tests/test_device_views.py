@@ -184,8 +184,8 @@ def test_both_pipelines_train_the_demo_and_resume_exactly(tmp_path: Path):
     """Workers and device both train; a device run resumed after epoch 1 ends with the
     uninterrupted run's weights, bit for bit."""
     from balcon.config import apply_overrides, compress_schedule
-    from balcon.engine import fit, load_checkpoint, resume
     from balcon.presets import load_preset
+    from balcon.runs import fit, load_checkpoint, resume
 
     base = compress_schedule(load_preset("digits-lt-demo"), 2)
     small = ["model.head_hidden=16", "model.head_dim=8", "data.num_workers=0"]

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from balcon.config import DataConfig
-from balcon.engine import evaluate_checkpoint, fit, load_checkpoint
 from balcon.engine.loaders import eval_loader
 from balcon.engine.steps import predict
 from balcon.losses import BalancedContrastiveLoss
 from balcon.methods import METHODS, get_method
+from balcon.runs import evaluate_checkpoint, fit, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dist_checks  # noqa: E402

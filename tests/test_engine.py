@@ -14,16 +14,10 @@ from PIL import Image
 from balcon.cli import main
 from balcon.config import apply_overrides, compress_schedule
 from balcon.data import longtail_counts
-from balcon.engine import (
-    evaluate_checkpoint,
-    fit,
-    load_checkpoint,
-    lr_at,
-    resume,
-    save_checkpoint,
-)
+from balcon.engine import lr_at
 from balcon.methods import METHODS
 from balcon.presets import load_preset
+from balcon.runs import evaluate_checkpoint, fit, load_checkpoint, resume, save_checkpoint
 
 #: A tiny but complete run: ResNet-8, imbalance 10 over the synthetic 100-per-class set.
 TINY = [
@@ -251,7 +245,7 @@ def test_predict_new_images(finished_run: Path, tmp_path: Path, capsys):
         assert names[int(row["prediction"])] == row["prediction_name"]
         assert float(ranked[0][1]) == pytest.approx(float(row["confidence"]), abs=1e-4)
     # the same image through eval's path gets the same scores
-    from balcon.engine import predict_images
+    from balcon.runs import predict_images
 
     again = predict_images(finished_run / "best.pt", [single], device="cpu")
     assert again.logits.shape == (1, 10) and again.labels.tolist() == [-1]

@@ -14,11 +14,11 @@ import torch
 import balcon.export as export_module
 from balcon import __version__
 from balcon.config import apply_overrides, compress_schedule, config_from_dict
-from balcon.engine import fit, load_checkpoint
 from balcon.errors import BalconError
 from balcon.export import default_output, export_checkpoint, read_metadata
 from balcon.models import build_model
 from balcon.presets import load_preset
+from balcon.runs import fit, load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from balcon.cli import main
-from balcon.engine import load_checkpoint
+from balcon.runs import load_checkpoint
 
 
 class Payload:
@@ -67,8 +67,8 @@ def test_a_failed_write_stops_in_one_line_and_keeps_what_was_written(
     naming the file and the reason, status 2; epoch 1's last.pt is intact."""
     import os
 
-    import balcon.engine.checkpoint as ckpt
-    from balcon.engine import load_checkpoint
+    import balcon.runs.checkpoint as ckpt
+    from balcon.runs import load_checkpoint
 
     real, calls = torch.save, {"n": 0}
 
@@ -121,7 +121,7 @@ def test_bad_images_are_skipped_named_and_counted(tmp_path: Path, image_folder_r
 
 def test_a_failed_log_write_stops_in_one_line(monkeypatch, capsys, tmp_path: Path):
     """train.log on a full disk: logging alone would print a traceback and go on."""
-    from balcon.engine import run_dir as rd
+    from balcon.runs import files as rd
 
     real_emit, calls = rd._LogFile.emit, {"n": 0}
 

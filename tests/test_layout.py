@@ -8,13 +8,13 @@ from pathlib import Path
 import balcon
 
 #: Stages in pipeline order; ``errors`` and the package root serve every stage.
-STAGES = ("methods", "config", "presets", "data", "models", "losses", "engine", "report",
-          "export", "cli_train", "cli")
+STAGES = ("methods", "config", "presets", "data", "models", "losses", "engine", "runs",
+          "report", "export", "cli_train", "cli")
 SHARED = {"errors", "__init__", "__main__"}
 
 
 def _stage(module: str) -> str:
-    """``balcon.engine.fit`` -> ``engine``; ``balcon`` -> ``__init__``."""
+    """``balcon.runs.train`` -> ``engine``; ``balcon`` -> ``__init__``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 

@@ -12,12 +12,12 @@ from torch import nn
 
 from balcon.cli import _parser, main
 from balcon.config import Config, ModelConfig, apply_overrides
-from balcon.engine import fit
-from balcon.engine.objective import LOSSES, make_objective
+from balcon.engine.steps import make_objective, step_loss
 from balcon.errors import BalconError
-from balcon.losses import BalancedContrastiveLoss, LogitAdjustedLoss
-from balcon.methods import METHODS, MODEL_PARTS, Method, Term, markdown_table, register
+from balcon.losses import CLASSIFIER_LOSSES, BalancedContrastiveLoss, LogitAdjustedLoss
+from balcon.methods import METHODS, Method, markdown_table, register
 from balcon.models import build_model
+from balcon.runs import fit
 
 README = Path(__file__).parents[1] / "README.md"
 PAPER_METHODS = ["bcl", "ce", "la", "supcon", "bcl-no-averaging", "bcl-no-complement"]
@@ -39,22 +39,49 @@ def test_objectives_follow_the_table():
     cfg = Config()
     for name in PAPER_METHODS:
         objective = make_objective(apply_overrides(cfg, [f"loss.method={name}"]).loss, counts)
-        kinds = [type(loss) for loss in objective.losses]
-        assert kinds[0] is LogitAdjustedLoss
-        assert objective.contrastive == (name not in ("ce", "la"))
-        assert kinds[1:] == ([BalancedContrastiveLoss] if objective.contrastive else [])
-        if objective.contrastive:
-            assert objective.weights == [2.0, 0.6]  # alpha, beta of the config
-            con = objective.losses[1]
+        contrastive = name not in ("ce", "la")
+        assert isinstance(objective.classifier_loss, LogitAdjustedLoss)
+        assert objective.method.contrastive == contrastive
+        assert isinstance(objective.contrastive_loss, BalancedContrastiveLoss) == contrastive
+        if contrastive:
+            assert (objective.alpha, objective.beta) == (2.0, 0.6)  # alpha, beta of the config
+            con = objective.contrastive_loss
             assert con.class_averaging == (name in ("bcl", "bcl-no-complement"))
             assert con.class_complement == (name in ("bcl", "bcl-no-averaging"))
             assert con.temperature == 0.1
         else:
-            assert objective.weights == [1.0]  # alpha does not scale a lone classifier loss
+            assert objective.alpha == 1.0  # alpha does not scale a lone classifier loss
     assert make_objective(apply_overrides(cfg, ["loss.method=ce"]).loss, counts) \
-        .losses[0].tau == 0.0
+        .classifier_loss.tau == 0.0
     assert make_objective(apply_overrides(cfg, ["loss.method=la", "loss.tau=1.5"]).loss,
-                          counts).losses[0].tau == 1.5
+                          counts).classifier_loss.tau == 1.5
+
+
+def test_step_loss_is_the_papers_formula():
+    """``alpha * L_cls + beta * L_con``, held against the two losses computed apart."""
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 0, 1])
+    z = torch.nn.functional.normalize(torch.randn(12, 4), dim=1)
+    protos = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)
+    counts = [50, 20, 5]
+    for name in PAPER_METHODS:
+        loss_cfg = apply_overrides(Config(), [f"loss.method={name}"]).loss
+        objective = make_objective(loss_cfg, counts)
+        method = METHODS[name]
+        tau = loss_cfg.tau if method.logit_adjusted else 0.0
+        cls = LogitAdjustedLoss(counts, tau)(logits, labels)
+        total, loss_cls, loss_con = step_loss(objective, logits, labels, z,
+                                              protos if method.class_complement else None)
+        torch.testing.assert_close(loss_cls, cls)
+        if not method.contrastive:
+            assert loss_con is None
+            torch.testing.assert_close(total, cls)
+            continue
+        con = BalancedContrastiveLoss(0.1, method.class_averaging, method.class_complement)(
+            torch.stack(z.split(6), dim=1), labels,
+            protos if method.class_complement else None)
+        torch.testing.assert_close(loss_con, con)
+        torch.testing.assert_close(total, 2.0 * cls + 0.6 * con)
 
 
 @pytest.mark.parametrize("name", PAPER_METHODS)
@@ -70,41 +97,20 @@ def test_forward_computes_only_the_parts_a_method_uses(name: str):
     assert {"projection_head", "prototype_head"} <= {n for n, _ in model.named_children()}
 
 
-def test_a_method_entry_must_be_consistent():
-    la = Term("logit-adjusted", 1.0)
-    con = Term("balanced-contrastive", "beta", on="projections")
-    with pytest.raises(ValueError, match="views must be 1 or 3"):
-        Method("x", "x", views=2, terms=(la,))
-    with pytest.raises(ValueError, match="a term on projections needs views=3"):
-        Method("x", "x", views=1, terms=(la, con), parts=MODEL_PARTS)
-    with pytest.raises(ValueError, match="a term on projections needs views=3"):
-        Method("x", "x", views=3, terms=(la,))
-    with pytest.raises(ValueError, match="unknown"):
-        Method("x", "x", views=1, terms=(la,), parts=("head",))
-    with pytest.raises(ValueError, match="on must be one of"):
-        Term("logit-adjusted", 1.0, on="features")
+def test_views_and_parts_derive_from_the_row():
+    """A row cannot disagree with itself: views, parts and DDP's search follow from it."""
+    assert [(m.views, m.parts, m.all_parts_used) for m in METHODS.values()] == [
+        (3, ("projection_head", "prototype_head"), True), (1, (), False), (1, (), False),
+        (3, ("projection_head",), False), (3, ("projection_head", "prototype_head"), True),
+        (3, ("projection_head",), False)]
     with pytest.raises(ValueError, match="exists already"):
         register(METHODS["bcl"])
 
 
-def test_an_entry_whose_losses_and_parts_disagree_is_refused(monkeypatch):
-    """Prototypes computed but unused would hang DDP (no gradient); used but not computed
-    would fail in the loss: both are refused when the objective is built."""
-    for parts, complement in ((MODEL_PARTS, False), (("projection_head",), True)):
-        method = Method("odd", "x", views=3, parts=parts, terms=(
-            Term("logit-adjusted", "alpha"),
-            Term("balanced-contrastive", "beta", on="projections",
-                 options=(("class_complement", complement),))))
-        monkeypatch.setitem(METHODS, "odd", method)
-        with pytest.raises(BalconError, match="method 'odd': its losses"):
-            make_objective(apply_overrides(Config(), ["loss.method=odd"]).loss, [3, 2, 1])
-    typo = Method("typo", "x", views=1, terms=(Term("logit-adjusted", "alhpa"),))
-    monkeypatch.setitem(METHODS, "typo", typo)
-    with pytest.raises(BalconError, match="by loss.alhpa, which is not a loss field"):
-        apply_overrides(Config(), ["loss.method=typo"])
-    lost = Method("lost", "x", views=1, terms=(Term("focal", 1.0),))
-    monkeypatch.setitem(METHODS, "lost", lost)
-    with pytest.raises(BalconError, match="names loss 'focal', which LOSSES lacks"):
+def test_a_method_naming_a_missing_loss_is_refused(monkeypatch):
+    monkeypatch.setitem(METHODS, "lost", Method("lost", "x", classifier_loss="focal"))
+    with pytest.raises(BalconError, match="names classifier loss 'focal', which "
+                       "balcon.losses.CLASSIFIER_LOSSES lacks"):
         make_objective(apply_overrides(Config(), ["loss.method=lost"]).loss, [3, 2, 1])
 
 
@@ -130,8 +136,8 @@ def test_config_help_and_readme_derive_from_the_table(monkeypatch):
     train_help = _parser()._subparsers._group_actions[0].choices["train"].format_help()
     for method in METHODS.values():
         assert method.name in train_help and method.summary in train_help
-    throwaway = Method("ce-twice", "CE counted twice", views=1,
-                       terms=(Term("logit-adjusted", 2.0, options=(("tau", 0.0),)),))
+    throwaway = Method("ce-twice", "CE counted twice", alpha=2.0, logit_adjusted=False,
+                       contrastive=False)
     monkeypatch.setitem(METHODS, throwaway.name, throwaway)
     assert apply_overrides(Config(), ["loss.method=ce-twice"]).loss.method == "ce-twice"
     assert "ce-twice" in _parser()._subparsers._group_actions[0].choices["train"].format_help()
@@ -150,11 +156,8 @@ def _train_two_steps(run: Path, data_dir: Path, method: str) -> dict:
 
 def test_a_new_method_is_one_entry(monkeypatch, tmp_path: Path, cifar10_shared_root: Path):
     """An entry mixing existing losses differently trains, under the table's rules."""
-    method = Method("ce-supcon", "CE + SupCon with the prototypes (a throwaway)", views=3,
-                    terms=(Term("logit-adjusted", 1.0, options=(("tau", 0.0),)),
-                           Term("balanced-contrastive", 0.5, on="projections",
-                                options=(("class_averaging", False),))),
-                    parts=MODEL_PARTS)
+    method = Method("ce-supcon", "CE + SupCon with the prototypes (a throwaway)", alpha=1.0,
+                    beta=0.5, logit_adjusted=False, class_averaging=False)
     monkeypatch.setitem(METHODS, method.name, method)
     record = _train_two_steps(tmp_path / "run", cifar10_shared_root, "ce-supcon")
     assert record["loss"] == pytest.approx(record["loss_cls"] + 0.5 * record["loss_con"])
@@ -163,16 +166,17 @@ def test_a_new_method_is_one_entry(monkeypatch, tmp_path: Path, cifar10_shared_r
 
 def test_a_new_loss_is_one_more_entry(monkeypatch, tmp_path: Path,
                                       cifar10_shared_root: Path):
-    """A method with a loss balcon lacks: the loss in LOSSES, the method in METHODS."""
+    """A method with a loss balcon lacks: the loss in CLASSIFIER_LOSSES, the method in
+    METHODS."""
     built = []
 
-    def smoothed_ce(cfg, counts, **options) -> nn.Module:
-        built.append((len(counts), options))
-        return nn.CrossEntropyLoss(**options)
+    def smoothed_ce(counts, tau) -> nn.Module:
+        built.append((len(counts), tau))
+        return nn.CrossEntropyLoss(label_smoothing=0.1)
 
-    monkeypatch.setitem(LOSSES, "smoothed-ce", smoothed_ce)
-    method = Method("ce-smooth", "label-smoothed CE (a throwaway)", views=1,
-                    terms=(Term("smoothed-ce", 1.0, options=(("label_smoothing", 0.1),)),))
+    monkeypatch.setitem(CLASSIFIER_LOSSES, "smoothed-ce", smoothed_ce)
+    method = Method("ce-smooth", "label-smoothed CE (a throwaway)", alpha=1.0,
+                    classifier_loss="smoothed-ce", logit_adjusted=False, contrastive=False)
     monkeypatch.setitem(METHODS, method.name, method)
     assert main(["train", "--preset", "cifar10-lt-r100", "--data-dir", str(cifar10_shared_root),
                  "--out", str(tmp_path / "run"), "--epochs", "1", "--device", "cpu",
@@ -180,6 +184,6 @@ def test_a_new_loss_is_one_more_entry(monkeypatch, tmp_path: Path,
                  "--set", "data.imbalance=100", "--set", "train.batch_size=128",
                  "--set", "data.num_workers=0", "--set", "model.head_hidden=16",
                  "--set", "model.head_dim=8"]) == 0
-    assert built == [(10, {"label_smoothing": 0.1})]
+    assert built == [(10, 0.0)]
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
     assert record["loss_con"] is None and record["loss"] == record["loss_cls"]

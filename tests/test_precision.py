@@ -13,8 +13,7 @@ import torch
 from test_engine import tiny_config
 
 from balcon.cli import main
-from balcon.engine import fit, resume, steps
-from balcon.engine.checkpoint import load_checkpoint, save_checkpoint
+from balcon.engine import steps
 from balcon.engine.device import (
     NATIVE_BF16_ENV,
     cpu_has_native_bf16,
@@ -23,6 +22,8 @@ from balcon.engine.device import (
 )
 from balcon.errors import BalconError
 from balcon.presets import list_presets, load_preset
+from balcon.runs import fit, resume
+from balcon.runs.checkpoint import load_checkpoint, save_checkpoint
 
 CPU = torch.device("cpu")
 

@@ -20,11 +20,12 @@ import torch
 
 from balcon.cli import main
 from balcon.config import apply_overrides, compress_schedule
-from balcon.engine import fit, load_checkpoint, resume
-from balcon.engine.preempt import StepControl
-from balcon.engine.run_dir import RunLock
 from balcon.errors import BalconError, Preempted
 from balcon.presets import load_preset
+from balcon.runs import fit, load_checkpoint, resume
+from balcon.runs.files import RunLock
+from balcon.runs.keeper import RunKeeper
+from balcon.runs.preempt import StepControl
 
 #: A small digits run: 2 epochs of 17 steps (batch 32), evaluation every epoch.
 SMALL = ["model.head_hidden=16", "model.head_dim=8", "train.eval_every=1",
@@ -90,10 +91,13 @@ def test_preempted_run_resumes_bit_exactly(monkeypatch, tmp_path: Path, referenc
     if poll:
         stop_at(monkeypatch, poll)
     else:
-        fit_module = sys.modules["balcon.engine.fit"]
-        real = fit_module.evaluate_split
-        monkeypatch.setattr(fit_module, "evaluate_split",
-                            lambda *a, stop=None, **k: real(*a, stop=lambda: True, **k))
+        real = RunKeeper.evaluating
+
+        def stop_now(keeper: RunKeeper, *args) -> None:  # a signal during the evaluation
+            keeper.control.poll = lambda: (True, False)
+            real(keeper, *args)
+
+        monkeypatch.setattr(RunKeeper, "evaluating", stop_now)
     with pytest.raises(Preempted, match="preempted at epoch"):
         fit(tiny(f"data.pipeline={pipeline}"), None, run, device="cpu")
     assert "stopped: preempted at epoch" in (run / "train.log").read_text()
@@ -231,7 +235,7 @@ def test_kill_9_anywhere(tmp_path: Path, reference):
 
 def _slow_checkpoint_writes() -> None:
     """Make every checkpoint write pause halfway (a kill then lands inside a write)."""
-    import balcon.engine.checkpoint as ckpt
+    import balcon.runs.checkpoint as ckpt
 
     real = torch.save
 
@@ -252,7 +256,7 @@ def test_one_writer_per_run(tmp_path: Path):
     assert main(args_of([], run)) == 2  # also through the command line
     lock.release()
     child = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from balcon.engine.run_dir import RunLock;"
+        "import sys, time; from pathlib import Path; from balcon.runs.files import RunLock;"
         f" lock = RunLock(Path({str(run)!r})); print('locked', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "locked"

@@ -16,12 +16,12 @@ import torch
 from test_engine import TINY, tiny_config
 
 from balcon.cli import main
-from balcon.engine import fit, load_checkpoint
-from balcon.engine.report_pass import cache_path, report_pass
-from balcon.engine.tensorboard import EpochBoard
 from balcon.errors import BalconError
 from balcon.report import analysis as an
+from balcon.report.report_pass import cache_path, report_pass
 from balcon.report.runs import format_mean_std, group_runs, mean_std, read_run
+from balcon.runs import fit, load_checkpoint
+from balcon.runs.tensorboard import EpochBoard
 
 # ---------------------------------------------------------------- the numbers, by formula
 
@@ -292,13 +292,13 @@ def test_the_pass_is_cached_and_recomputed_when_the_checkpoint_changes(
         raise AssertionError("a current cache needs no data")
 
     with monkeypatch.context() as m:
-        m.setattr("balcon.engine.report_pass.load_image_sets", no_data)
+        m.setattr("balcon.report.report_pass.load_image_sets", no_data)
         again = report_pass(run / "best.pt")
     assert again.meta["cached"]
     for name in ("labels", "predictions", "confidence", "feature_sums", "weight_norms"):
         assert np.array_equal(getattr(first, name), getattr(again, name))
     # the slow way: per-image logits from balcon eval's predictions
-    from balcon.engine import evaluate_checkpoint
+    from balcon.runs import evaluate_checkpoint
 
     metrics, preds = evaluate_checkpoint(run / "best.pt")
     assert np.array_equal(first.predictions, preds.logits.argmax(1).numpy())
@@ -309,8 +309,8 @@ def test_the_pass_is_cached_and_recomputed_when_the_checkpoint_changes(
     assert np.allclose(first.weight_norms, state["model"]["classifier.weight"].norm(dim=1))
     # the contrastive embeddings' class sums, the slow way: BCLModel.forward's projections
     from balcon.data import load_image_sets
-    from balcon.engine.evaluate import model_for_inference
     from balcon.engine.loaders import eval_loader
+    from balcon.runs.inference import model_for_inference
 
     _, cfg, model, dev = model_for_inference(run / "best.pt", None)
     test = load_image_sets(cfg.data, state["data_dir"]).test
@@ -329,7 +329,7 @@ def test_the_pass_is_cached_and_recomputed_when_the_checkpoint_changes(
     def read_only(*args, **kwargs):
         raise BalconError("cannot write: read-only file system")
 
-    monkeypatch.setattr("balcon.engine.report_pass.write_atomic", read_only)
+    monkeypatch.setattr("balcon.report.report_pass.write_atomic", read_only)
     cache.unlink()
     rp = report_pass(run / "best.pt")  # a folder it cannot write still gets its pass
     assert rp.meta["cached_to"] is None and not cache.exists()

@@ -17,9 +17,9 @@ from PIL import Image
 
 from balcon.cli import main
 from balcon.config import apply_overrides, compress_schedule
-from balcon.engine import evaluate_checkpoint, fit, load_checkpoint
 from balcon.models import build_encoder
 from balcon.presets import load_preset
+from balcon.runs import evaluate_checkpoint, fit, load_checkpoint
 
 SYNSETS = ["n01440764", "n01443537", "n01484850", "n01491361"]
 #: A shrunk run of a 224-px preset: 32-px images, 4 classes, batch 8, one epoch.

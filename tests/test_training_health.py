@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from balcon.config import apply_overrides, compress_schedule
-from balcon.engine import fit, load_checkpoint
 from balcon.presets import load_preset
+from balcon.runs import fit, load_checkpoint
 
 
 def write_checkerboards(root: Path, train_per_class: int = 300, test_per_class: int = 20

@@ -171,8 +171,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from balcon.engine import evaluate_checkpoint
     from balcon.report import format_per_class, format_results, write_predictions
+    from balcon.runs import evaluate_checkpoint
 
     metrics, predictions = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir,
                                                device=args.device, split=args.split)
@@ -203,8 +203,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from balcon.engine import predict_images
     from balcon.report import write_image_predictions
+    from balcon.runs import predict_images
 
     if args.top_k < 1:
         raise BalconError(f"--top-k must be >= 1, got {args.top_k}")

@@ -52,9 +52,10 @@ def _print_results(run_dir: Path, summary: dict) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``balcon train``: a new run, ``--resume``, ``--continue`` or ``--seeds``."""
-    from balcon.engine import fit, init_distributed, resume
+    from balcon.engine import init_distributed
     from balcon.engine.distributed import on_main
-    from balcon.engine.seeds import read_seeds
+    from balcon.runs import fit, resume
+    from balcon.runs.seeds import read_seeds
 
     ctx, _ = init_distributed(args.device)
     if args.resume and (args.overrides or args.epochs is not None or args.out
@@ -89,8 +90,8 @@ def _train_seeds(args: argparse.Namespace) -> int:
     """``train --seeds``, or ``--resume`` of a multi-seed folder: the runs one after
     another, then their table (mean +- std)."""
     from balcon.engine.distributed import on_main
-    from balcon.engine.seeds import fit_seeds, read_seeds, resume_seeds, seed_dir
     from balcon.report.runs import format_seed_table
+    from balcon.runs.seeds import fit_seeds, read_seeds, resume_seeds, seed_dir
 
     if args.resume:  # its flags were checked by cmd_train
         out = Path(args.resume)
@@ -156,7 +157,8 @@ def _get(raw: object, dotted: str) -> object:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``balcon demo``: the digits preset with ``--method``, then its results table."""
-    from balcon.engine import fit, init_distributed
+    from balcon.engine import init_distributed
+    from balcon.runs import fit
 
     ctx, _ = init_distributed(args.device)
     cfg = load_preset(DEMO_PRESET)

@@ -1,12 +1,14 @@
-"""The exception types balcon raises for problems the user can fix."""
+"""The exception types balcon raises for problems the user can fix, and its logger."""
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 
 __all__ = [
     "EX_TEMPFAIL",
+    "LOG",
     "BalconError",
     "STOP_SIGNALS",
     "Preempted",
@@ -15,6 +17,9 @@ __all__ = [
     "one_line",
     "short_reason",
 ]
+
+#: balcon's logger: a run's ``train.log`` and console (``balcon.runs.files.RunLog``).
+LOG = logging.getLogger("balcon")
 
 
 class BalconError(Exception):

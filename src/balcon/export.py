@@ -32,7 +32,7 @@ fused conv + batch norm, other kernels) differs by rounding, ~1e-6 of the logits
 scale measured on the CIFAR ResNets; a wrong export (weights not loaded, batch norm in
 training mode, a wrong layout) differs by the logits' own scale. A file that fails the
 check is deleted: every file is written to a temporary file beside ``out``, checked, then
-renamed over ``out`` (:func:`~balcon.engine.checkpoint.write_atomic`), so a failure
+renamed over ``out`` (:func:`~balcon.runs.checkpoint.write_atomic`), so a failure
 never leaves a partial file there.
 """
 
@@ -55,9 +55,9 @@ from torch import Tensor, nn
 
 from balcon import __version__
 from balcon.config import Config
-from balcon.engine.checkpoint import write_atomic
-from balcon.engine.evaluate import model_for_inference
 from balcon.errors import BalconError, short_reason
+from balcon.runs.checkpoint import write_atomic
+from balcon.runs.inference import model_for_inference
 
 __all__ = [
     "CHECK_BATCH",

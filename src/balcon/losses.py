@@ -20,13 +20,13 @@ iNaturalist's 8,142 classes on any device without a host round trip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BalancedContrastiveLoss", "LogitAdjustedLoss"]
+__all__ = ["CLASSIFIER_LOSSES", "BalancedContrastiveLoss", "LogitAdjustedLoss"]
 
 
 class LogitAdjustedLoss(nn.Module):
@@ -198,3 +198,12 @@ class BalancedContrastiveLoss(nn.Module):
         pos_count = (counts[anchor_labels] - 1).to(sim.dtype)
         loss = denom.log() + shift - pos_sum / pos_count
         return loss.mean()
+
+
+#: The losses on logits a method may name (``Method.classifier_loss``): name ->
+#: ``builder(class_counts, tau)``, called once a run; ``tau`` is ``loss.tau``, or 0 for a
+#: method without logit adjustment. The loss is then called ``loss(logits, labels)``.
+#: Add your own here.
+CLASSIFIER_LOSSES: dict[str, Callable[[Sequence[int], float], nn.Module]] = {
+    "logit-adjusted": LogitAdjustedLoss,
+}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 
@@ -18,10 +17,9 @@ from balcon.config.sections import (
     VIEW_STYLES,
     Config,
     DataConfig,
-    LossConfig,
 )
 from balcon.errors import BalconError
-from balcon.methods import get_method, method_names
+from balcon.methods import method_names
 
 __all__ = ["validate"]
 
@@ -49,15 +47,6 @@ def _check_randaugment(text: str) -> None:
             f"data.randaugment {text!r} is not a timm RandAugment string; write it like "
             "rand-n2-m10-mstd0.5 (n: ops per image, m: magnitude, mstd: its noise)"
         ) from None
-
-
-def _check_method_weights(name: str) -> None:
-    """A weight the method table names by field must be a field of ``loss``."""
-    fields = {f.name for f in dataclasses.fields(LossConfig)}
-    for term in get_method(name).terms:
-        _check(not isinstance(term.weight, str) or term.weight in fields,
-               f"method {name!r} weighs loss {term.loss!r} by loss.{term.weight}, which is "
-               f"not a loss field; use one of {', '.join(sorted(fields))} or a number")
 
 
 def validate(cfg: Config, new_run: bool = True) -> None:
@@ -126,7 +115,6 @@ def validate(cfg: Config, new_run: bool = True) -> None:
     if new_run:  # an older run's method may be one registered in its own session
         _check(lo.method in method_names(), f"loss.method must be one of "
                f"{', '.join(method_names())}, got {lo.method!r}")
-        _check_method_weights(lo.method)
     _check(lo.temperature > 0, f"loss.temperature must be > 0, got {lo.temperature}")
     _check(lo.alpha >= 0 and lo.beta >= 0, "loss.alpha and loss.beta must be >= 0")
     _check(lo.tau >= 0, f"loss.tau must be >= 0, got {lo.tau}")

@@ -1,16 +1,15 @@
-"""The first phase of a run: data, model, optimiser, loaders and resume state, ready to train.
+"""The first phase of training: data, model, optimiser, loaders and resume state.
 
-:func:`prepare` returns a :class:`Run`, everything the epoch loop of
-:func:`balcon.engine.fit.fit` needs. The multi-process details live here: each rank
-reads the data, rank 0 alone checks and creates the run directory and loads
-pretrained weights, DDP copies rank 0's weights to every rank, and each rank takes
-``batch_size / world_size`` samples of every global batch.
+:func:`prepare` returns a :class:`Trainer`, everything the epoch loop
+(:mod:`balcon.engine.loop`) needs. The multi-process details live here: each rank
+reads the data, rank 0 alone loads pretrained weights, DDP copies rank 0's weights to
+every rank, and each rank takes ``batch_size / world_size`` samples of every global
+batch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,37 +19,47 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from balcon import __version__
 from balcon.config import Config
 from balcon.data import DataSplits, EpochSampler, ImageSet, load_image_sets, make_train_dataset
 from balcon.data.device_views import DeviceLoader, DeviceViews, fits_on, resolve_pipeline
 from balcon.engine.device import check_precision, make_grad_scaler, run_precision
 from balcon.engine.distributed import (
     DistContext,
-    broadcast_object,
     ddp_wrap,
+    gather,
     init_distributed,
     on_every_rank,
     on_main,
 )
 from balcon.engine.loaders import eval_loader, loader_options
-from balcon.engine.objective import Objective, make_objective
-from balcon.engine.run_dir import read_records, record_precision
-from balcon.errors import BalconError, RankError, one_line
+from balcon.engine.steps import Objective, make_objective
+from balcon.errors import BalconError, Preempted, RankError, one_line
 from balcon.models import BCLModel, build_model, load_pretrained
 
-__all__ = ["Run", "own_errors", "prepare"]
+__all__ = ["EpochProgress", "Trainer", "own_errors", "prepare"]
 
 
 @dataclass
-class Run:
+class EpochProgress:
+    """Where an interrupted epoch stands: steps done, this rank's metric sums and time so
+    far; or, with ``stats``, its training done and only its evaluation left."""
+
+    step: int = 0
+    sums: torch.Tensor | None = None
+    waited: float = 0.0
+    elapsed: float = 0.0
+    stats: dict[str, Any] | None = None
+
+
+@dataclass
+class Trainer:
     """A run ready to train: its config, data, model, optimiser, loaders and progress."""
 
     cfg: Config
-    run_dir: Path
     ctx: DistContext
     device: torch.device
     splits: DataSplits
+    counts: list[int]  # training images per class (the loss's prior, the shot groups)
     objective: Objective
     model: BCLModel
     #: ``model``, or ``model`` in DistributedDataParallel in a multi-process run
@@ -61,38 +70,14 @@ class Run:
     #: a DataLoader (``workers``) or a DeviceLoader (``device`` pipeline)
     train_loader: DataLoader | DeviceLoader
     select_loader: DataLoader
-    #: epochs already done (0 for a new run)
-    start_epoch: int
-    #: the evaluations so far (metrics.jsonl), on every rank
-    records: list[dict[str, Any]]
-    #: what every checkpoint holds besides the weights, the optimiser and the epoch
-    base_state: dict[str, Any]
+    #: ``off``, ``bf16`` or ``fp16``, resolved when the run started, and why
+    precision: str
+    precision_reason: str
+    start_epoch: int = 0  # epochs already done
     #: how the encoder's pretrained weights were loaded (new runs with model.pretrained)
     pretrained_note: str | None = None
-    #: the interrupted part of epoch ``start_epoch`` (a resume mid-epoch): this rank's
-    #: ``EpochMeter.state()``, or ``{"stats": ...}`` when only its evaluation was left
-    partial: dict[str, Any] | None = None
-
-    @property
-    def counts(self) -> list[int]:
-        """Training images per class (the loss's prior and the shot groups)."""
-        return self.base_state["class_counts"]
-
-    @property
-    def precision(self) -> str:
-        """What it trains with (``off``, ``bf16``, ``fp16``): ``train.precision`` resolved
-        when the run started, kept by every resume."""
-        return self.base_state["precision"]
-
-    @property
-    def precision_reason(self) -> str:
-        """Why: ``train.precision``, or the rule of ``auto`` (``auto: no native bf16 ...``)."""
-        return self.base_state["precision_reason"]
-
-    @property
-    def best_top1(self) -> float:
-        """Best selection-split top-1 so far (-inf before the first evaluation)."""
-        return max((r["top1"] for r in self.records), default=-math.inf)
+    #: the interrupted part of epoch ``start_epoch`` (a resume mid-epoch)
+    progress: EpochProgress | None = None
 
     @property
     def pipeline(self) -> str:
@@ -106,6 +91,20 @@ class Run:
         return (f"{self.ctx.world_size} processes ({local} images each per batch)"
                 if self.ctx.enabled else "")
 
+    def state(self, epoch: int, progress: EpochProgress | None = None) -> dict[str, Any]:
+        """The training state after ``epoch`` epochs (and ``progress`` into the next):
+        weights, optimiser, scaler, RNG; what a checkpoint holds to resume exactly.
+        Mid-epoch, every rank's sums are gathered (call it on every rank)."""
+        state = {"epoch": epoch, "model": self.model.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                 "rng": torch.get_rng_state(), "world_size": self.ctx.world_size}
+        if progress is not None and progress.stats is not None:
+            state["epoch_stats"] = progress.stats
+        elif progress is not None:
+            state.update(step=progress.step, epoch_time=[progress.waited, progress.elapsed],
+                         epoch_sums=gather(progress.sums.to(self.device)[None]).cpu())
+        return state
+
 
 @contextlib.contextmanager
 def own_errors(ctx: DistContext) -> Iterator[None]:
@@ -116,7 +115,7 @@ def own_errors(ctx: DistContext) -> Iterator[None]:
     """
     try:
         yield
-    except RankError:
+    except (RankError, Preempted):
         raise
     except BalconError as err:
         if not ctx.enabled:
@@ -124,25 +123,27 @@ def own_errors(ctx: DistContext) -> Iterator[None]:
         raise RankError(f"process {ctx.rank}: {one_line(err)}") from None
 
 
-def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str | None,
-            download: bool, resume_state: dict[str, Any] | None) -> Run:
-    """Everything the epochs of ``cfg`` need; ``resume_state`` is a ``last.pt`` to continue."""
+def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
+            download: bool = False, resume: dict[str, Any] | None = None,
+            source: str = "the run") -> Trainer:
+    """Everything the epochs of ``cfg`` need; ``resume`` is a training state to continue
+    (:meth:`Trainer.state`, with the run's ``class_names`` and ``class_counts``), and
+    ``source`` names where it came from in errors."""
     ctx, dev = init_distributed(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # a resumed run's own; a new run's resolved by rank 0 (auto: by the hardware's flags)
-    precision, precision_reason = on_main(run_precision, resume_state, cfg.train.precision,
-                                          dev)
-    if resume_state is not None and precision == "fp16" and dev.type != "cuda":
-        raise BalconError(f"{run_dir} trains in fp16 ({precision_reason}), which needs CUDA; "
-                          "resume it on a CUDA device")
+    precision, reason = on_main(run_precision, resume, cfg.train.precision, dev)
+    if resume is not None and precision == "fp16" and dev.type != "cuda":
+        raise BalconError(f"{source} trains in fp16 ({reason}), which needs CUDA; resume "
+                          "it on a CUDA device")
     check_precision(dev, precision)
     local_batch = _local_batch(cfg, ctx)
     splits = _load_data(cfg, data_dir, ctx, download)
-    if resume_state is not None:
-        _check_resume_data(resume_state, splits, run_dir, ctx)
+    if resume is not None:
+        _check_resume_data(resume, splits, source, ctx)
     counts = splits.train.class_counts()
-    objective = make_objective(cfg.loss, counts).to(dev)
+    objective = make_objective(cfg.loss, counts, dev)
     sampler = EpochSampler(len(splits.train), seed=cfg.train.seed,
                            num_replicas=ctx.world_size, rank=ctx.rank)
     # the device pipeline decodes every image here (an unreadable one stops the run
@@ -150,33 +151,19 @@ def prepare(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str
     train_loader = _train_loader(cfg, splits.train, objective.method.views, sampler,
                                  local_batch, dev, ctx)
     model, optimizer = _build(cfg, splits.train.num_classes, dev, ctx)
-    scaler = make_grad_scaler(dev, precision)
-    pretrained_note, start_epoch, partial = None, 0, None
-    if resume_state is not None:
-        _restore(resume_state, model, optimizer, scaler, run_dir)
-        start_epoch = int(resume_state["epoch"])
-        partial = _partial_epoch(resume_state, ctx)
+    t = Trainer(cfg, ctx, dev, splits, counts, objective, model, model, optimizer,
+                make_grad_scaler(dev, precision), sampler, train_loader,
+                eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx,
+                            persistent=True), precision, reason)
+    if resume is not None:
+        _restore(resume, t, source)
     elif cfg.model.pretrained is not None:  # rank 0 loads them; DDP shares them
-        pretrained_note = on_main(load_pretrained, model.encoder, cfg.model.pretrained,
-                                  cfg.model.encoder)
+        t.pretrained_note = on_main(load_pretrained, model.encoder, cfg.model.pretrained,
+                                    cfg.model.encoder)
     # DDP copies rank 0's weights (pretrained or resumed) to every rank
-    train_model = ddp_wrap(model, dev, objective.method) if ctx.enabled else model
-    select_loader = eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx,
-                                persistent=True)
-    records = broadcast_object(read_records(run_dir / "metrics.jsonl", start_epoch)
-                               if ctx.is_main else [])
-    base_state = {
-        "config": cfg.to_dict(), "class_names": splits.train.class_names,
-        "class_counts": counts,
-        "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
-        "balcon_version": __version__, "selection_split": splits.selection_split,
-        "precision": precision, "precision_reason": precision_reason,
-    }
-    if resume_state is None and ctx.is_main:
-        record_precision(run_dir, precision, precision_reason)
-    return Run(cfg, run_dir, ctx, dev, splits, objective, model, train_model, optimizer,
-               scaler, sampler, train_loader, select_loader, start_epoch, records,
-               base_state, pretrained_note, partial)
+    if ctx.enabled:
+        t.train_model = ddp_wrap(model, dev, objective.method)
+    return t
 
 
 def _local_batch(cfg: Config, ctx: DistContext) -> int:
@@ -233,49 +220,45 @@ def _build(cfg: Config, num_classes: int, device: torch.device,
     return model, optimizer  # type: ignore[return-value]
 
 
-def _partial_epoch(state: dict[str, Any], ctx: DistContext) -> dict[str, Any] | None:
-    """This rank's part of an epoch a checkpoint interrupted (None at an epoch end)."""
-    if "epoch_stats" in state:
-        return {"stats": state["epoch_stats"]}
-    if not state.get("step"):
-        return None
-    waited, elapsed = state["epoch_time"]
-    return {"step": int(state["step"]), "sums": state["epoch_sums"][ctx.rank],
-            "waited": waited, "elapsed": elapsed}
-
-
-def _check_resume_data(state: dict[str, Any], splits: DataSplits, run_dir: Path,
+def _check_resume_data(state: dict[str, Any], splits: DataSplits, source: str,
                        ctx: DistContext) -> None:
     stopped_by = int(state.get("world_size", ctx.world_size))
     if (state.get("step") or "epoch_stats" in state) and stopped_by != ctx.world_size:
         raise BalconError(
-            f"{run_dir} stopped mid-epoch with {stopped_by} processes; resume it with "
+            f"{source} stopped mid-epoch with {stopped_by} processes; resume it with "
             f"{stopped_by} (torchrun --nproc_per_node {stopped_by}), or from an epoch end"
         )
     train_set: ImageSet = splits.train
     if state["class_names"] != train_set.class_names or \
             state["class_counts"] != train_set.class_counts():
         raise BalconError(
-            f"the data given to resume {run_dir} is not the data it was trained on (other "
+            f"the data given to resume {source} is not the data it was trained on (other "
             "classes or class counts); point --data-dir at the original data"
         )
     chosen_on = state.get("selection_split", splits.selection_split)
     if chosen_on != splits.selection_split:
         raise BalconError(
-            f"{run_dir} chose its best epoch on the {chosen_on} split, which the data given "
+            f"{source} chose its best epoch on the {chosen_on} split, which the data given "
             f"to resume lacks; point --data-dir at the original data"
         )
 
 
-def _restore(state: dict[str, Any], model: BCLModel, optimizer: torch.optim.Optimizer,
-             scaler: torch.amp.GradScaler, run_dir: Path) -> None:
+def _restore(state: dict[str, Any], t: Trainer, source: str) -> None:
+    """Load a :meth:`Trainer.state` into ``t``: weights, optimiser, scaler, RNG, progress."""
     try:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        t.model.load_state_dict(state["model"])
+        t.optimizer.load_state_dict(state["optimizer"])
+        t.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
     except (KeyError, RuntimeError, ValueError, TypeError):
         raise BalconError(
-            f"{run_dir / 'last.pt'} does not fit the model and optimizer its config "
+            f"the checkpoint of {source} does not fit the model and optimizer its config "
             "describes; it is incompatible (start a new run)"
         ) from None
+    t.start_epoch = int(state["epoch"])
+    if "epoch_stats" in state:
+        t.progress = EpochProgress(stats=state["epoch_stats"])
+    elif state.get("step"):
+        waited, elapsed = state["epoch_time"]
+        t.progress = EpochProgress(int(state["step"]), state["epoch_sums"][t.ctx.rank],
+                                   waited, elapsed)

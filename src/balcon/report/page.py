@@ -4,7 +4,7 @@ For one run: results (last and best, from ``summary.json``, beside this page's o
 pass), the config that matters, training curves, per-class accuracy against training
 count, confusions, classifier weight norms, the class-mean feature geometry and
 calibration. The last five come from one pass of the chosen checkpoint over the
-report split (:func:`~balcon.engine.report_pass.report_pass`, cached beside it).
+report split (:func:`~balcon.report.report_pass.report_pass`, cached beside it).
 For several runs: runs differing only in ``train.seed`` are grouped (mean +- std),
 then a table per group and per run, overlaid curves, per-class accuracy per group,
 and each run's own sections, collapsed.
@@ -23,13 +23,12 @@ import numpy as np
 
 from balcon import __version__
 from balcon.data.longtail import SHOT_GROUPS, shot_group_of
-from balcon.engine.checkpoint import write_text_atomic
-from balcon.engine.report_pass import ReportPass, report_pass
 from balcon.errors import BalconError
 from balcon.methods import METHODS
 from balcon.report import analysis as an
 from balcon.report import figures as fg
 from balcon.report.html import details, figure, page, section, table, value
+from balcon.report.report_pass import ReportPass, report_pass
 from balcon.report.runs import (
     RESULT_COLUMNS,
     Group,
@@ -41,6 +40,7 @@ from balcon.report.runs import (
     read_run,
 )
 from balcon.report.tables import summary_rows
+from balcon.runs.checkpoint import write_text_atomic
 
 __all__ = ["Analysed", "analyse", "analyse_runs", "build_report", "comparison_page",
            "group_tables", "run_page"]

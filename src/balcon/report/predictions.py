@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from balcon.engine import Predictions
+    from balcon.runs import Predictions
 
 __all__ = ["write_image_predictions", "write_predictions"]
 

@@ -19,10 +19,10 @@ from typing import Any
 import yaml
 
 from balcon.config import run_config
-from balcon.engine.seeds import SEEDS_FILE, read_seeds, seed_dir
 from balcon.errors import BalconError
 from balcon.report.plots import read_metrics
 from balcon.report.tables import cell, text_table
+from balcon.runs.seeds import SEEDS, read_seeds, seed_dir
 
 __all__ = ["RESULT_COLUMNS", "Group", "Run", "expand_runs", "group_runs", "mean_std",
            "read_run", "format_seed_table"]
@@ -50,7 +50,7 @@ class Run:
     def name(self) -> str:
         """The run's folder name, with its parent's for a seed of a multi-seed folder."""
         parent = self.path.parent
-        return f"{parent.name}/{self.path.name}" if (parent / SEEDS_FILE).is_file() \
+        return f"{parent.name}/{self.path.name}" if (parent / SEEDS).is_file() \
             else self.path.name
 
     @property

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,19 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from balcon.config import Config
 from balcon.data import load_image_sets
 from balcon.data.build import REPORT_ORDER
-from balcon.engine.checkpoint import write_atomic
-from balcon.engine.device import autocast
-from balcon.engine.evaluate import checkpoint_precision, model_for_inference
-from balcon.engine.loaders import eval_loader
 from balcon.engine.metrics import classification_metrics
 from balcon.errors import BalconError
 from balcon.methods import METHODS
-from balcon.models import BCLModel
+from balcon.runs.checkpoint import write_atomic
+from balcon.runs.inference import checkpoint_logits, model_for_inference
 
 __all__ = ["CACHE_FORMAT", "ReportPass", "cache_path", "report_pass"]
 
@@ -112,42 +106,27 @@ def _write_cache(path: Path, result: ReportPass) -> bool:
     return True
 
 
-def _class_sums(sums: torch.Tensor | None, values: torch.Tensor, labels: torch.Tensor,
-                num_classes: int) -> torch.Tensor:
-    """``sums`` (C, D) float64 with each row of ``values`` added to its label's row."""
-    values = values.double().cpu()
-    if sums is None:
-        sums = torch.zeros(num_classes, values.shape[1], dtype=torch.float64)
-    return sums.index_add_(0, labels, values)
+class _ClassSums:
+    """Per-class sums (float64, on the CPU) of the encoder features of each batch and,
+    with ``head`` (the projection head), of the contrastive embeddings."""
 
+    def __init__(self, num_classes: int, head: torch.nn.Module | None) -> None:
+        self.num_classes, self.head = num_classes, head
+        self.features: torch.Tensor | None = None
+        self.embeddings = torch.zeros(num_classes, 0, dtype=torch.float64)
 
-@torch.no_grad()
-def _features_and_logits(model: BCLModel, images: Any, cfg: Config, precision: str,
-                         device: torch.device, num_classes: int, embed: bool
-                         ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
-    """Logits (N, C) and labels on the CPU, and the per-class sums of the encoder
-    features and (``embed``) of the contrastive embeddings, else (C, 0)."""
-    model.eval()
-    memory_format = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
-    sums: torch.Tensor | None = None
-    embedded: torch.Tensor | None = None
-    all_logits, all_labels = [], []
-    for batch, labels in tqdm(eval_loader(images, cfg.data, device), desc="report pass",
-                              leave=False, dynamic_ncols=True,
-                              disable=not sys.stderr.isatty()):  # as the training bars
-        batch = batch.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        with autocast(device, precision):
-            feats = model.encoder(batch)
-            logits = model.classifier(feats)
-            z = F.normalize(model.projection_head(feats).float(), dim=1) if embed else None
-        sums = _class_sums(sums, feats, labels, num_classes)
-        if z is not None:
-            embedded = _class_sums(embedded, z, labels, num_classes)
-        all_logits.append(logits.float().cpu())
-        all_labels.append(labels)
-    if embedded is None:
-        embedded = torch.zeros(num_classes, 0, dtype=torch.float64)
-    return torch.cat(all_logits), torch.cat(all_labels), sums.numpy(), embedded.numpy()
+    def _add(self, sums: torch.Tensor | None, values: torch.Tensor,
+             labels: torch.Tensor) -> torch.Tensor:
+        values = values.double().cpu()
+        if sums is None or sums.shape[1] != values.shape[1]:
+            sums = torch.zeros(self.num_classes, values.shape[1], dtype=torch.float64)
+        return sums.index_add_(0, labels, values)
+
+    def __call__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self.features = self._add(self.features, features, labels)
+        if self.head is not None:
+            z = F.normalize(self.head(features).float(), dim=1)
+            self.embeddings = self._add(self.embeddings, z, labels)
 
 
 def _from_cache(checkpoint: Path, split: str | None, data_dir: str | None
@@ -188,18 +167,18 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
                           f"{checkpoint}; point --data-dir at the data it was trained on")
     started = time.perf_counter()
     method = METHODS.get(cfg.loss.method)
-    embed = method is not None and "projection_head" in method.parts
-    logits, labels, sums, embedded = _features_and_logits(
-        model, images, cfg, checkpoint_precision(state, cfg, dev), dev, len(names), embed)
+    sums = _ClassSums(len(names), model.projection_head if method is not None and
+                      method.contrastive else None)
+    logits, labels = checkpoint_logits(state, cfg, model, images, dev, "report pass", sums)
     probs = logits.softmax(dim=1)
     weight = state["model"]["classifier.weight"].float()
     result = ReportPass(
         labels=labels.numpy().astype(np.int64),
         predictions=logits.argmax(1).numpy().astype(np.int64),
         confidence=probs.max(1).values.numpy().astype(np.float32),
-        feature_sums=sums,
+        feature_sums=sums.features.numpy(),
         feature_counts=np.bincount(labels.numpy(), minlength=len(names)),
-        embedding_sums=embedded,
+        embedding_sums=sums.embeddings.numpy(),
         weight_norms=weight.norm(dim=1).numpy().astype(np.float64),
         meta={"key": key, "checkpoint": str(checkpoint), "epoch": int(state["epoch"]),
               "split": split, "data_dir": None if folder is None else str(folder),

@@ -1,8 +1,11 @@
-"""The files of a run directory other than checkpoints: log, metrics lines, summary.
+"""A run directory: its file names, its lock, its log, and opening it (new or to resume).
 
-``train.log`` mirrors the console; ``metrics.jsonl`` holds one JSON line per
-evaluation (on the model-selection split); ``summary.json`` the last and best epoch
-and, once a run ends, the final report on the report split.
+``config.yaml`` and ``run.json`` are written first, before any data is read, so every
+run directory can be resumed; ``train.log`` mirrors the console; ``metrics.jsonl``
+holds one JSON line per evaluation (on the model-selection split); ``last.pt`` (every
+epoch, and mid-epoch by the clock and on a preemption signal) and ``best.pt`` are
+checkpoints; ``summary.json`` holds the last and best epoch and, once a run ends, the
+final report on the report split.
 """
 
 from __future__ import annotations
@@ -18,26 +21,33 @@ from typing import Any
 
 from balcon import __version__
 from balcon.config import Config, config_to_yaml
-from balcon.engine.checkpoint import write_failure, write_text_atomic
-from balcon.errors import BalconError, one_line
+from balcon.errors import LOG, BalconError, one_line
+from balcon.runs.checkpoint import load_checkpoint, write_failure, write_text_atomic
 
 __all__ = [
+    "BEST",
+    "CONFIG",
+    "LAST",
     "LOCK",
-    "LOG",
+    "METRICS",
+    "RUN_INFO",
+    "SEEDS",
+    "SUMMARY",
+    "TRAIN_LOG",
     "RunLock",
     "RunLog",
     "check_new_run_dir",
     "open_new_run",
     "open_resume",
-    "read_records",
+    "read_summary",
     "record_precision",
-    "result_row",
-    "summarize",
 ]
 
-LOG = logging.getLogger("balcon")
-#: The keys of a result that summaries and tables carry.
-RESULT_KEYS = ("epoch", "top1", "top5", "top5_k", "many", "medium", "few")
+#: The files of a run directory (and of a multi-seed folder, ``SEEDS``).
+CONFIG, RUN_INFO, TRAIN_LOG, METRICS = "config.yaml", "run.json", "train.log", "metrics.jsonl"
+LAST, BEST, SUMMARY, SEEDS = "last.pt", "best.pt", "summary.json", "seeds.json"
+#: The lock file of a run directory: whoever holds its flock writes the run.
+LOCK = ".lock"
 
 
 class _LogFile(logging.FileHandler):
@@ -58,9 +68,9 @@ class RunLog:
         self.handlers: list[logging.Handler] = []
         if enabled:
             try:
-                file_handler: logging.Handler = _LogFile(run_dir / "train.log")
+                file_handler: logging.Handler = _LogFile(run_dir / TRAIN_LOG)
             except OSError as err:
-                raise write_failure(run_dir / "train.log", err) from None
+                raise write_failure(run_dir / TRAIN_LOG, err) from None
             file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s",
                                                         "%Y-%m-%d %H:%M:%S"))
             self.handlers = [file_handler, logging.StreamHandler(sys.stdout)]
@@ -77,10 +87,6 @@ class RunLog:
             h.close()
         LOG.setLevel(self.level)
         LOG.propagate = self.propagate
-
-
-#: The lock file of a run directory: whoever holds its flock writes the run.
-LOCK = ".lock"
 
 
 class RunLock:
@@ -115,40 +121,9 @@ class RunLock:
             self.file.close()
 
 
-def result_row(metrics: dict[str, Any], split: str) -> dict[str, Any]:
-    """The summary keys of an evaluation, tagged with the split it measured."""
-    return {**{k: metrics.get(k) for k in RESULT_KEYS}, "split": split}
-
-
-def summarize(records: list[dict[str, Any]], split: str) -> dict[str, Any]:
-    """Last and best (top-1) evaluation of ``records``, all measured on ``split``."""
-    last = records[-1]
-    best = max(records, key=lambda r: r["top1"])
-    return {"last": result_row(last, split), "best": result_row(best, split),
-            "epochs_run": last["epoch"], "selection_split": split, "report_split": split}
-
-
-def read_records(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
-    """Evaluation records of ``metrics.jsonl`` up to an epoch (later ones are dropped)."""
-    if not path.exists():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short when a run was killed
-            continue
-        if isinstance(record, dict) and record.get("epoch", up_to_epoch + 1) <= up_to_epoch:
-            kept.append(record)
-    if len(kept) != len(lines):
-        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
-    return kept
-
-
 #: The files of a run that has not trained yet (or stopped, on an error, before its
 #: first checkpoint): a new run may take such a directory over.
-NOT_YET_TRAINED = {"config.yaml", "run.json", "train.log"}
+NOT_YET_TRAINED = {CONFIG, RUN_INFO, TRAIN_LOG}
 
 
 def _stopped(log: Path) -> bool:
@@ -179,7 +154,7 @@ def check_new_run_dir(run_dir: Path) -> set[str]:
     if run_dir.exists() and not run_dir.is_dir():
         raise BalconError(f"--out {run_dir} is a file; give a directory")
     names = _contents(run_dir)
-    log = run_dir / "train.log"
+    log = run_dir / TRAIN_LOG
     if names and not (names <= NOT_YET_TRAINED and (not log.exists() or _stopped(log))):
         raise BalconError(
             f"run directory {run_dir} is not empty; choose another --out, or continue it "
@@ -190,16 +165,16 @@ def check_new_run_dir(run_dir: Path) -> set[str]:
 
 def _write_run_files(cfg: Config, data_dir: str | Path | None, run_dir: Path) -> None:
     """``config.yaml`` (resolved) and ``run.json`` (the data folder), atomically."""
-    write_text_atomic(run_dir / "config.yaml", config_to_yaml(cfg))
+    write_text_atomic(run_dir / CONFIG, config_to_yaml(cfg))
     info = {"data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
             "balcon_version": __version__}
-    write_text_atomic(run_dir / "run.json", json.dumps(info, indent=2))
+    write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
 
 
 def record_precision(run_dir: Path, precision: str, reason: str) -> None:
     """Add the precision a new run trains with, and why, to its ``run.json`` (when it has
     one: :func:`~balcon.engine.prepare.prepare` also serves benchmarks without one)."""
-    path = run_dir / "run.json"
+    path = run_dir / RUN_INFO
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -238,20 +213,18 @@ def _remove_stale_temporaries(run_dir: Path) -> None:
 def open_resume(run_dir: Path) -> tuple[RunLock, dict[str, Any]]:
     """Rank 0 of ``--resume``: the lock of ``run_dir`` and what to resume from: its
     ``last.pt``, or, when the run wrote only its config, ``{"config", "data_dir"}``."""
-    from balcon.engine.checkpoint import load_checkpoint
-
-    if not (run_dir / "config.yaml").is_file() and not (run_dir / "last.pt").is_file():
+    if not (run_dir / CONFIG).is_file() and not (run_dir / LAST).is_file():
         raise BalconError(f"{run_dir} holds no run (no config.yaml, no last.pt); give --resume "
                           "a run directory balcon wrote")
     lock = RunLock(run_dir)
     try:
         _remove_stale_temporaries(run_dir)
-        if (run_dir / "last.pt").is_file():
+        if (run_dir / LAST).is_file():
             try:
-                return lock, load_checkpoint(run_dir / "last.pt")
+                return lock, load_checkpoint(run_dir / LAST)
             except BalconError as err:
                 raise BalconError(
-                    f"{run_dir / 'last.pt'} is truncated or corrupt ({one_line(err)}); delete "
+                    f"{run_dir / LAST} is truncated or corrupt ({one_line(err)}); delete "
                     f"it to start {run_dir} again from the beginning with --resume, or "
                     "restore it from a backup"
                 ) from None
@@ -266,12 +239,21 @@ def _config_only(run_dir: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text())
-        info = json.loads((run_dir / "run.json").read_text()) \
-            if (run_dir / "run.json").is_file() else {}
+        raw = yaml.safe_load((run_dir / CONFIG).read_text())
+        info = json.loads((run_dir / RUN_INFO).read_text()) \
+            if (run_dir / RUN_INFO).is_file() else {}
     except (OSError, ValueError, yaml.YAMLError) as err:
-        raise BalconError(f"{run_dir / 'config.yaml'} is unreadable ({type(err).__name__}); "
+        raise BalconError(f"{run_dir / CONFIG} is unreadable ({type(err).__name__}); "
                           "fix it or start a new run") from None
     if not isinstance(raw, dict) or not isinstance(info, dict):
-        raise BalconError(f"{run_dir / 'config.yaml'} is not a balcon config; start a new run")
+        raise BalconError(f"{run_dir / CONFIG} is not a balcon config; start a new run")
     return {"config": raw, "data_dir": info.get("data_dir")}
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """``summary.json`` of ``run_dir`` ({} when there is none, or it is unreadable)."""
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}

@@ -1,8 +1,9 @@
-"""Evaluation: a checkpoint's model, its metrics on a split, its predictions for images."""
+"""A checkpoint put to use: its model, its metrics on a split, its predictions for images."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,16 +13,17 @@ import torch
 
 from balcon.config import Config, run_config
 from balcon.data import ImageSet, find_images, load_image_sets
-from balcon.engine.checkpoint import load_checkpoint
 from balcon.engine.device import inference_precision, resolve_device, run_precision
 from balcon.engine.loaders import eval_loader
 from balcon.engine.metrics import classification_metrics
 from balcon.engine.steps import predict
 from balcon.errors import BalconError
 from balcon.models import BCLModel, build_model
+from balcon.runs.checkpoint import load_checkpoint
 
 __all__ = [
     "Predictions",
+    "checkpoint_logits",
     "checkpoint_precision",
     "evaluate_checkpoint",
     "model_for_inference",
@@ -65,11 +67,15 @@ def checkpoint_precision(state: dict[str, Any], cfg: Config, device: torch.devic
     return inference_precision(device, run_precision(state, cfg.train.precision, device)[0])
 
 
-def _logits(model: BCLModel, images: ImageSet, state: dict[str, Any], cfg: Config,
-            device: torch.device, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+def checkpoint_logits(state: dict[str, Any], cfg: Config, model: BCLModel, images: ImageSet,
+                      device: torch.device, desc: str,
+                      after_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~balcon.engine.steps.predict` of a checkpoint's model over ``images`` in the
+    checkpoint's precision and test-time view (``after_batch`` as there)."""
     return predict(model, eval_loader(images, cfg.data, device), device,
-                   checkpoint_precision(state, cfg, device), desc=desc,
-                   channels_last=cfg.model.channels_last)
+                   checkpoint_precision(state, cfg, device), desc,
+                   cfg.model.channels_last, after_batch=after_batch)
 
 
 def evaluate_checkpoint(
@@ -94,7 +100,7 @@ def evaluate_checkpoint(
             f"checkpoint {names[:3]}...; point --data-dir at the data it was trained on"
         )
     started = time.perf_counter()
-    logits, labels = _logits(model, images, state, cfg, dev, "eval")
+    logits, labels = checkpoint_logits(state, cfg, model, images, dev, "eval")
     metrics = classification_metrics(logits, labels, state["class_counts"])
     sources = images.paths or [f"{split}[{i}]" for i in range(len(images))]
     predictions = Predictions(logits, labels, list(sources), names)
@@ -117,5 +123,5 @@ def predict_images(
     names = state["class_names"]
     images = ImageSet(labels=np.full(len(files), -1, dtype=np.int64), class_names=names,
                       paths=files)
-    logits, labels = _logits(model, images, state, cfg, dev, "predict")
+    logits, labels = checkpoint_logits(state, cfg, model, images, dev, "predict")
     return Predictions(logits, labels, files, names)

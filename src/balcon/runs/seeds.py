@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from balcon.config import Config, apply_overrides, run_config
-from balcon.engine.checkpoint import write_text_atomic
+from balcon.runs.checkpoint import write_text_atomic
 from balcon.engine.distributed import init_distributed, on_main
-from balcon.engine.fit import RunResult, fit, resume
+from balcon.runs.train import RunResult, fit, resume
 from balcon.errors import BalconError
+from balcon.runs.files import SEEDS
 
-__all__ = ["SEEDS_FILE", "fit_seeds", "read_seeds", "resume_seeds", "seed_dir"]
+__all__ = ["SEEDS", "fit_seeds", "read_seeds", "resume_seeds", "seed_dir"]
 
-#: The file that marks a multi-seed folder.
-SEEDS_FILE = "seeds.json"
+
+
 
 
 def seed_dir(out: Path, seed: int) -> Path:
@@ -33,7 +34,7 @@ def seed_dir(out: Path, seed: int) -> Path:
 def read_seeds(out: str | Path) -> dict[str, Any] | None:
     """``out``'s ``seeds.json`` (seeds, config, data folder), or None when ``out`` is
     not a multi-seed folder."""
-    path = Path(out) / SEEDS_FILE
+    path = Path(out) / SEEDS
     if not path.is_file():
         return None
     try:
@@ -68,7 +69,7 @@ def _open_seeds_folder(cfg: Config, data_dir: str | Path | None, out: Path,
             from None
     info = {"seeds": seeds, "config": cfg.to_dict(),
             "data_dir": None if data_dir is None else str(Path(data_dir).resolve())}
-    write_text_atomic(out / SEEDS_FILE, json.dumps(info, indent=2))
+    write_text_atomic(out / SEEDS, json.dumps(info, indent=2))
 
 
 def _run_seeds(cfg: Config, data_dir: str | Path | None, out: Path, seeds: list[int],
@@ -109,7 +110,7 @@ def resume_seeds(out: str | Path, data_dir: str | Path | None = None,
     init_distributed(device)
     info = on_main(read_seeds, out)
     if info is None:
-        raise BalconError(f"{out} is not a multi-seed folder (no {SEEDS_FILE})")
-    cfg = run_config(info["config"], source=str(out / SEEDS_FILE))
+        raise BalconError(f"{out} is not a multi-seed folder (no {SEEDS})")
+    cfg = run_config(info["config"], source=str(out / SEEDS))
     data_dir = data_dir if data_dir is not None else info.get("data_dir")
     return _run_seeds(cfg, data_dir, out, [int(s) for s in info["seeds"]], device, download)
