@@ -129,12 +129,14 @@ def _holds_run_of(out: Path, cfg: Config) -> bool:
     a run of another config is refused, naming the first difference."""
     import yaml
 
-    if not (out / "config.yaml").is_file():
+    from balcon.runs.files import CONFIG
+
+    if not (out / CONFIG).is_file():
         return False
     try:
-        there = yaml.safe_load((out / "config.yaml").read_text())
+        there = yaml.safe_load((out / CONFIG).read_text())
     except (OSError, yaml.YAMLError):
-        raise BalconError(f"{out / 'config.yaml'} is unreadable; give --continue another "
+        raise BalconError(f"{out / CONFIG} is unreadable; give --continue another "
                           "--out") from None
     here = cfg.to_dict()
     if there == here:

@@ -35,7 +35,7 @@ VIEW_STYLES = ("cifar", "imagenet")
 VIEW_STRATEGIES = ("sim-sim", "sim-rand", "rand-rand")
 #: CIFAR ResNet shortcuts (He et al.): A zero-pads, B projects with a 1x1 convolution.
 SHORTCUTS = ("A", "B")
-#: CIFAR ResNet convolution inits: kaiming fan-in (LDAM-DRW), fan-out (balcon 0.2), PyTorch's.
+#: CIFAR ResNet convolution inits: kaiming fan-in (LDAM-DRW), kaiming fan-out, PyTorch's.
 CONV_INITS = ("kaiming", "kaiming-fan-out", "torch")
 #: What view 1's Cutout hole holds: black (cut before normalising) or the mean colour.
 CUTOUT_FILLS = ("black", "mean")
@@ -103,11 +103,11 @@ class ModelConfig:
     depth torchvision does not also name), a torchvision ResNet family model
     (``resnet50``, ``resnext50_32x4d``, ...), or ``timm:<model>``. ``pretrained``: a
     local state-dict file for the encoder, or ``timm`` for timm's own weights
-    (downloaded; timm encoders only). ``channels_last`` runs the model in NHWC (the
-    default since 0.6: 10% faster per step on a 2-core AMD EPYC in float32, every round;
-    BENCHMARKS.md, "Precision on the CPU"; the usual choice on recent GPUs).
+    (downloaded; timm encoders only). ``channels_last`` runs the model in NHWC (10%
+    faster per step on a 2-core AMD EPYC in float32, every round; BENCHMARKS.md,
+    "Precision on the CPU"; the usual choice on recent GPUs).
     ``shortcut`` (``A``: zero-padding, ``B``: 1x1 convolution) and ``conv_init``
-    (``kaiming``: fan-in, as LDAM-DRW; ``kaiming-fan-out``: balcon 0.2; ``torch``:
+    (``kaiming``: fan-in, as LDAM-DRW; ``kaiming-fan-out``; ``torch``:
     PyTorch's own) shape the CIFAR ResNets only.
     """
 

@@ -22,7 +22,6 @@ from balcon.data.sources import (
     load_digits,
     load_folder_splits,
     load_image_folder,
-    load_split_folders,
     to_rgb,
 )
 from balcon.data.splitfile import load_split_file
@@ -61,7 +60,6 @@ __all__ = [
     "load_folder_splits",
     "load_image_sets",
     "load_split_file",
-    "load_split_folders",
     "longtail_counts",
     "longtail_indices",
     "make_eval_dataset",

@@ -19,7 +19,7 @@ from balcon.data.sources import (
     unused_folders,
 )
 from balcon.data.splitfile import load_split_file
-from balcon.data.views import sim_view, strong_view, test_view
+from balcon.data.views import check_views, sim_view, strong_view, test_view
 from balcon.data.views_imagenet import imagenet_test_view, imagenet_train_views
 from balcon.errors import BalconError
 
@@ -180,8 +180,7 @@ def train_views(data: DataConfig, views: int) -> list[T.Compose]:
     ``view_style`` ``cifar``: strong view, then two "sim" views. ``imagenet``: the "rand"
     view, then the pair of ``view_strategy`` (``sim-sim``, ``sim-rand``, ``rand-rand``).
     """
-    if views not in (1, 3):
-        raise ValueError(f"views must be 1 or 3, got {views}")
+    check_views(views)
     if data.view_style == "imagenet":
         return imagenet_train_views(
             data.image_size, data.mean, data.std, data.hflip, data.randaugment,

@@ -36,7 +36,7 @@ from balcon.data import batch_ops as ops
 from balcon.data.batch_ops import CIFAR10_POLICY
 from balcon.data.datasets import EpochSampler
 from balcon.data.sources import ImageSet
-from balcon.data.views import FitSize
+from balcon.data.views import FitSize, check_views
 from balcon.errors import BalconError
 
 __all__ = [
@@ -136,8 +136,7 @@ class DeviceViews:
 
     def __init__(self, images: ImageSet, data: DataConfig, views: int, seed: int,
                  device: torch.device) -> None:
-        if views not in (1, 3):
-            raise ValueError(f"views must be 1 or 3, got {views}")
+        check_views(views)
         if data.view_style != "cifar":
             raise BalconError("data.pipeline=device makes the 32-px cifar views only; set "
                               "data.pipeline=workers for data.view_style=imagenet")

@@ -273,8 +273,8 @@ def _split_dirs(root: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def load_split_folders(root: str | Path) -> tuple[ImageSet, ImageSet]:
-    """``root/train`` and ``root/test`` (or ``root/val``) ImageFolder trees."""
+def _load_cifar_folders(root: str | Path) -> tuple[ImageSet, ImageSet]:
+    """An ImageFolder copy of CIFAR: ``root/train`` and ``root/test`` (or ``root/val``)."""
     root = Path(root)
     if not root.is_dir():
         raise BalconError(f"data folder {root} does not exist; check --data-dir")
@@ -347,7 +347,7 @@ def load_cifar(
     root = Path(data_dir)
     folder = root / CIFAR_FOLDERS[dataset]
     if not folder.is_dir() and _split_dirs(root) is not None:
-        return load_split_folders(root)
+        return _load_cifar_folders(root)
     if not folder.is_dir() and download:
         _download_cifar(root, dataset)
     if not folder.is_dir():

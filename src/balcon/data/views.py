@@ -19,7 +19,8 @@ from torchvision import transforms as T
 
 from balcon.config.sections import CUTOUT_FILLS
 
-__all__ = ["Cutout", "FitSize", "sim_view", "strong_view", "test_view"]
+__all__ = ["Cutout", "FitSize", "check_views", "normalized_tensor", "sim_view", "strong_view",
+           "test_view"]
 
 
 class Cutout:
@@ -65,8 +66,15 @@ class FitSize:
         return f"FitSize({self.size})"
 
 
-def _finish(mean: Sequence[float], std: Sequence[float]) -> list[Callable]:
+def normalized_tensor(mean: Sequence[float], std: Sequence[float]) -> list[Callable]:
+    """The last steps of every view: to a float tensor, normalised by ``mean`` and ``std``."""
     return [T.ToTensor(), T.Normalize(mean, std)]
+
+
+def check_views(views: int) -> None:
+    """Views a training sample brings: 1 (view 1) or 3 (view 1 and the contrastive pair)."""
+    if views not in (1, 3):
+        raise ValueError(f"views must be 1 or 3, got {views}")
 
 
 def strong_view(
@@ -103,9 +111,9 @@ def sim_view(
     if blur_prob > 0:
         kernel = max(3, (size // 10) | 1)
         steps.append(T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=blur_prob))
-    return T.Compose(steps + _finish(mean, std))
+    return T.Compose(steps + normalized_tensor(mean, std))
 
 
 def test_view(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
     """Evaluation: fit to ``size``, normalise."""
-    return T.Compose([FitSize(size), *_finish(mean, std)])
+    return T.Compose([FitSize(size), *normalized_tensor(mean, std)])

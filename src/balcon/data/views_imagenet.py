@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from timm.data.auto_augment import RandAugment, rand_augment_transform
 from torchvision import transforms as T
 
+from balcon.data.views import normalized_tensor
+
 __all__ = [
     "VIEW_STRATEGY_PAIRS",
     "imagenet_contrastive_views",
@@ -82,10 +84,6 @@ def _sim_steps(size: int, hflip: bool) -> list[Callable]:
     ]
 
 
-def _finish(mean: Sequence[float], std: Sequence[float]) -> list[Callable]:
-    return [T.ToTensor(), T.Normalize(mean, std)]
-
-
 def imagenet_rand_view(
     size: int, mean: Sequence[float], std: Sequence[float], hflip: bool = True,
     randaugment: str = "rand-n2-m10-mstd0.5",
@@ -95,14 +93,14 @@ def imagenet_rand_view(
         T.ColorJitter(0.4, 0.4, 0.4, 0.0),
         imagenet_randaugment(randaugment, size, mean),
     ]
-    return T.Compose(steps + _finish(mean, std))
+    return T.Compose(steps + normalized_tensor(mean, std))
 
 
 def imagenet_sim_view(
     size: int, mean: Sequence[float], std: Sequence[float], hflip: bool = True
 ) -> T.Compose:
     """The "sim" view: resized crop, flip, colour jitter p=0.8, grayscale p=0.2."""
-    return T.Compose(_sim_steps(size, hflip) + _finish(mean, std))
+    return T.Compose(_sim_steps(size, hflip) + normalized_tensor(mean, std))
 
 
 def imagenet_randstack_view(
@@ -111,13 +109,13 @@ def imagenet_randstack_view(
 ) -> T.Compose:
     """The "randstack" view: the "sim" view's steps, then RandAugment."""
     steps = _sim_steps(size, hflip) + [imagenet_randaugment(randaugment, size, mean)]
-    return T.Compose(steps + _finish(mean, std))
+    return T.Compose(steps + normalized_tensor(mean, std))
 
 
 def imagenet_test_view(size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
     """Evaluation: Resize(round(size * 256 / 224)) (shorter side), CenterCrop(size)."""
     return T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size),
-                      *_finish(mean, std)])
+                      *normalized_tensor(mean, std)])
 
 
 def imagenet_contrastive_views(

@@ -92,9 +92,8 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
 
 def run_precision(state: dict | None, configured: str,
                   device: torch.device) -> tuple[str, str]:
-    """A run's precision and why: the one its checkpoint ``state`` keeps (a checkpoint of
-    balcon before 0.6 keeps none: then its config's, never ``auto``), else ``configured``
-    resolved on ``device``."""
+    """A run's precision and why: the one its checkpoint ``state`` keeps (a checkpoint that
+    keeps none: its config's, never ``auto``), else ``configured`` resolved on ``device``."""
     if state is not None and "precision" in state:
         return state["precision"], state.get("precision_reason", "train.precision")
     return resolve_precision(configured, device)

@@ -21,8 +21,8 @@ class CosineClassifier(nn.Module):
     Logits are bounded by the scale ``s`` in absolute value. The class vectors start
     as the official ``NormedLinear``'s: uniform(-1, 1), each scaled to norm 1. The
     logits ignore their norm, but the effective step of a scale-invariant weight
-    grows as 1 / norm^2: balcon 0.2 drew them uniform(+-1/sqrt(F)) (norm ~0.58, a
-    3x larger effective step), which trained worse (BENCHMARKS.md, "Training health").
+    grows as 1 / norm^2: uniform(+-1/sqrt(F)) (norm ~0.58, a 3x larger effective
+    step) trained worse (BENCHMARKS.md, "Training health").
 
     Args:
         in_features: feature dimension.
@@ -113,7 +113,7 @@ class BCLModel(nn.Module):
         """
         feats = self.encoder(x)
         # projection head first: the order sets how autograd sums the two branches'
-        # gradients into ``feats``, and this one reproduces balcon 0.1's runs bit for bit
+        # gradients into ``feats``; it is kept so that runs stay bit for bit (CHANGELOG 0.2)
         projections = F.normalize(self.projection_head(feats), dim=1) if project else None
         logits = self.classifier(feats)
         return projections, logits, self.prototypes() if prototypes else None

@@ -11,7 +11,7 @@ and every convolution is drawn ``kaiming_normal_`` with PyTorch's default fan-in
 The alternatives, measured on a 15-epoch CIFAR-10-LT run (BENCHMARKS.md, "Training
 health"): ``shortcut="B"`` (1x1 convolution + BatchNorm on shape changes; +3.6 +- 4.5
 top-1 over three seeds, not conclusive), ``conv_init="torch"`` (PyTorch's own init; 10
-points worse) and ``conv_init="kaiming-fan-out"``, balcon 0.2's init, which makes the
+points worse) and ``conv_init="kaiming-fan-out"``, which makes the
 stem's weights 2.3x smaller than fan-in does (within one seed's spread of fan-in).
 """
 
@@ -62,7 +62,7 @@ class CifarResNet(nn.Module):
         shortcut: ``"A"`` (subsample and zero-pad, parameter-free) or ``"B"`` (1x1
             convolution + BatchNorm) where a block changes the shape.
         conv_init: ``"kaiming"`` (normal, fan-in: LDAM-DRW), ``"kaiming-fan-out"``
-            (balcon 0.2) or ``"torch"`` (PyTorch's default init).
+            or ``"torch"`` (PyTorch's default init).
     """
 
     def __init__(self, depth: int = 32, width: int = 16, shortcut: str = "A",

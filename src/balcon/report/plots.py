@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-__all__ = ["plot_curves", "read_metrics"]
+from balcon.runs.records import read_records
 
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The evaluation records of ``run_dir/metrics.jsonl`` (a line cut short by a kill,
-    or a blank one, is skipped); [] when there is none."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+__all__ = ["plot_curves"]
 
 
 def plot_curves(run_dir: str | Path) -> Path | None:
@@ -31,7 +17,7 @@ def plot_curves(run_dir: str | Path) -> Path | None:
     """
     from balcon.report.figures import curves_figure, plt
 
-    records = read_metrics(run_dir)
+    records = read_records(run_dir)
     if not records:
         return None
     fig = curves_figure(records)

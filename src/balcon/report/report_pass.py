@@ -31,6 +31,7 @@ from balcon.engine.metrics import classification_metrics
 from balcon.errors import BalconError
 from balcon.methods import METHODS
 from balcon.runs.checkpoint import write_atomic
+from balcon.runs.files import data_folder
 from balcon.runs.inference import checkpoint_logits, model_for_inference
 
 __all__ = ["CACHE_FORMAT", "ReportPass", "cache_path", "report_pass"]
@@ -150,7 +151,7 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
     data (default: the folder it was trained on), from the cache when it is current (the
     data is then not read at all)."""
     checkpoint = Path(checkpoint)
-    key_dir = None if data_dir is None else str(Path(data_dir).resolve())
+    key_dir = data_folder(data_dir)
     if use_cache and (cached := _from_cache(checkpoint, split, key_dir)) is not None:
         return cached
     state, cfg, model, dev = model_for_inference(checkpoint, device)

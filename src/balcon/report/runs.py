@@ -20,9 +20,10 @@ import yaml
 
 from balcon.config import run_config
 from balcon.errors import BalconError
-from balcon.report.plots import read_metrics
 from balcon.report.tables import cell, text_table
-from balcon.runs.seeds import SEEDS, read_seeds, seed_dir
+from balcon.runs.files import BEST, CONFIG, LAST, RUN_INFO, SEEDS, data_folder, read_summary
+from balcon.runs.records import read_records
+from balcon.runs.seeds import read_seeds, seed_dir
 
 __all__ = ["RESULT_COLUMNS", "Group", "Run", "expand_runs", "group_runs", "mean_std",
            "read_run", "format_seed_table"]
@@ -42,8 +43,7 @@ class Run:
     summary: dict[str, Any]
     data_dir: str | None
     checkpoint: Path
-    #: the precision it trained with, and why (run.json, else summary.json); runs of
-    #: balcon before 0.6: their config's
+    #: the precision it trained with (run.json, else summary.json, else its config's)
     precision: str = ""
 
     @property
@@ -77,7 +77,7 @@ def expand_runs(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]:
             out.append((p, False))
             continue
         runs = [seed_dir(p, int(s)) for s in info["seeds"]]
-        begun = [r for r in runs if (r / "config.yaml").is_file()]
+        begun = [r for r in runs if (r / CONFIG).is_file()]
         if not begun:
             raise BalconError(f"{p} is a multi-seed folder whose runs have not started; "
                               f"train them with balcon train --resume {p}")
@@ -101,33 +101,33 @@ def _read_json(path: Path) -> Any:
 def read_run(path: str | Path, checkpoint: str = "best") -> Run:
     """The run in ``path``, with ``best.pt`` or ``last.pt`` as ``checkpoint`` says."""
     path = Path(path)
-    if not (path / "config.yaml").is_file():
+    if not (path / CONFIG).is_file():
         raise BalconError(f"{path} is not a balcon run directory (no config.yaml); give "
                           "the --out folder of balcon train")
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text())
+        config = yaml.safe_load((path / CONFIG).read_text())
     except (OSError, yaml.YAMLError):
         config = None
     if not isinstance(config, dict):
         raise BalconError(f"{path / 'config.yaml'} is unreadable; restore it from the run's "
                           "checkpoint or a backup")
     try:  # fields added since the run take the values it trained with: runs of older
-        config = run_config(config, str(path / "config.yaml")).to_dict()  # balcons group
+        config = run_config(config, str(path / CONFIG)).to_dict()  # balcons group
     except BalconError:  # e.g. a method registered in another session: as written
         pass
     ckpt = path / f"{checkpoint}.pt"
     if not ckpt.is_file():
-        have = [p.name for p in (path / "best.pt", path / "last.pt") if p.is_file()]
+        have = [p.name for p in (path / BEST, path / LAST) if p.is_file()]
         fix = (f"use --checkpoint {have[0].removesuffix('.pt')}" if have else
                f"train it first (balcon train --resume {path})")
         raise BalconError(f"{path} has no {ckpt.name}; {fix}")
-    records = read_metrics(path)
-    summary = _read_json(path / "summary.json") or {}
-    info = _read_json(path / "run.json") or {}
+    records = read_records(path)
+    summary = read_summary(path)
+    info = _read_json(path / RUN_INFO) or {}
     kept = info if "precision" in info else summary  # run.json, else summary.json
     precision = (f"{kept['precision']} ({kept.get('precision_reason')})" if "precision" in kept
                  else str(config.get("train", {}).get("precision")))
-    return Run(path, config, records, summary, _resolved(info.get("data_dir")), ckpt,
+    return Run(path, config, records, summary, data_folder(info.get("data_dir")), ckpt,
                precision)
 
 
@@ -136,10 +136,6 @@ def read_run(path: str | Path, checkpoint: str = "best") -> Run:
 #: tests/test_engine.py checks it.)
 BOOKKEEPING = ("train.seed", "train.tensorboard", "train.checkpoint_minutes",
                "data.num_workers")
-
-
-def _resolved(folder: str | None) -> str | None:
-    return None if folder is None else str(Path(folder).resolve())
 
 
 def _without_seed(config: dict[str, Any]) -> dict[str, Any]:
@@ -170,10 +166,10 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     """
     keyed: dict[str, list[Run]] = {}
     for run in runs:
-        key = json.dumps([_without_seed(run.config), _resolved(run.data_dir)],
+        key = json.dumps([_without_seed(run.config), data_folder(run.data_dir)],
                          sort_keys=True)
         keyed.setdefault(key, []).append(run)
-    flats = [{**_flat(_without_seed(members[0].config)), "data": _resolved(members[0].data_dir)}
+    flats = [{**_flat(_without_seed(members[0].config)), "data": data_folder(members[0].data_dir)}
              for members in keyed.values()]
     keys = sorted(set().union(*flats))
     differing = [k for k in keys if len({json.dumps(f.get(k)) for f in flats}) > 1]

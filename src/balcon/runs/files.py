@@ -37,6 +37,7 @@ __all__ = [
     "RunLock",
     "RunLog",
     "check_new_run_dir",
+    "data_folder",
     "open_new_run",
     "open_resume",
     "read_summary",
@@ -87,6 +88,11 @@ class RunLog:
             h.close()
         LOG.setLevel(self.level)
         LOG.propagate = self.propagate
+
+
+def data_folder(data_dir: str | Path | None) -> str | None:
+    """The absolute path a run records for its data folder (None: the preset's own)."""
+    return None if data_dir is None else str(Path(data_dir).resolve())
 
 
 class RunLock:
@@ -166,7 +172,7 @@ def check_new_run_dir(run_dir: Path) -> set[str]:
 def _write_run_files(cfg: Config, data_dir: str | Path | None, run_dir: Path) -> None:
     """``config.yaml`` (resolved) and ``run.json`` (the data folder), atomically."""
     write_text_atomic(run_dir / CONFIG, config_to_yaml(cfg))
-    info = {"data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+    info = {"data_dir": data_folder(data_dir),
             "balcon_version": __version__}
     write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
 

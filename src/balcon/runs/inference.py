@@ -62,8 +62,8 @@ def model_for_inference(
 
 
 def checkpoint_precision(state: dict[str, Any], cfg: Config, device: torch.device) -> str:
-    """The precision to predict with from a checkpoint: the one its run trained with (a
-    checkpoint of balcon before 0.6: its config's), as ``device`` can run it."""
+    """The precision to predict with from a checkpoint: the one its run trained with (one
+    that keeps none: its config's), as ``device`` can run it."""
     return inference_precision(device, run_precision(state, cfg.train.precision, device)[0])
 
 

@@ -18,7 +18,7 @@ from balcon.runs.checkpoint import write_text_atomic
 from balcon.engine.distributed import init_distributed, on_main
 from balcon.runs.train import RunResult, fit, resume
 from balcon.errors import BalconError
-from balcon.runs.files import SEEDS
+from balcon.runs.files import CONFIG, SEEDS, data_folder
 
 __all__ = ["SEEDS", "fit_seeds", "read_seeds", "resume_seeds", "seed_dir"]
 
@@ -68,7 +68,7 @@ def _open_seeds_folder(cfg: Config, data_dir: str | Path | None, out: Path,
         raise BalconError(f"cannot create {out} ({err.strerror}); choose another --out") \
             from None
     info = {"seeds": seeds, "config": cfg.to_dict(),
-            "data_dir": None if data_dir is None else str(Path(data_dir).resolve())}
+            "data_dir": data_folder(data_dir)}
     write_text_atomic(out / SEEDS, json.dumps(info, indent=2))
 
 
@@ -79,7 +79,7 @@ def _run_seeds(cfg: Config, data_dir: str | Path | None, out: Path, seeds: list[
     results = []
     for seed in seeds:
         run = seed_dir(out, seed)
-        begun = on_main(lambda r=run: (r / "config.yaml").is_file())
+        begun = on_main(lambda r=run: (r / CONFIG).is_file())
         if begun:
             result = resume(run, data_dir=data_dir, device=device, download=download)
         else:
