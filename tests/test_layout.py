@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import balcon
@@ -40,3 +41,22 @@ def test_no_module_imports_from_a_later_stage():
                 if STAGES.index(_stage(name)) > STAGES.index(here):
                     wrong.append(f"{path.relative_to(root)} imports {name}")
     assert checked > 100 and not wrong, wrong
+
+
+def _functions(path: Path) -> dict[str, ast.FunctionDef]:
+    return {n.name: n for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.FunctionDef)}
+
+
+def test_training_reads_on_one_screen_and_knows_no_run_keeping():
+    """The step and its loss on one screen; no engine function past 50 lines; the engine
+    touches no run directory (balcon.runs drives it)."""
+    engine = Path(balcon.__file__).parent / "engine"
+    size = {name: (f.end_lineno - f.lineno + 1, len(f.args.args))
+            for path in engine.glob("*.py") for name, f in _functions(path).items()}
+    assert size["step_loss"][0] <= 30 and size["train_step"][0] <= 25
+    assert size["train_epoch"][0] <= 40 and size["train_epoch"][1] <= 6
+    assert [n for n, (lines, _) in size.items() if lines > 50] == []
+    for path in engine.glob("*.py"):
+        assert not re.search(r"^\s*(from|import) balcon\.runs", path.read_text(), re.M), path
+

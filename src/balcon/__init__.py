@@ -2,10 +2,11 @@
 
 The pipeline, one module or subpackage a stage: ``balcon.methods`` (the method table)
 -> ``balcon.config`` -> ``balcon.data`` -> ``balcon.models`` -> ``balcon.losses`` ->
-``balcon.engine`` -> ``balcon.report`` -> ``balcon.export`` -> ``balcon.cli``.
+``balcon.engine`` (training) -> ``balcon.runs`` (run keeping) -> ``balcon.report`` ->
+``balcon.export`` -> ``balcon.cli``.
 """
 
 from balcon.errors import BalconError
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 __all__ = ["BalconError", "__version__"]

@@ -18,17 +18,13 @@ import torch
 from torch import Tensor
 
 from balcon.engine.distributed import all_reduce_sum, broadcast_buffers
+from balcon.engine.metrics import fmt
 from balcon.engine.prepare import EpochProgress, Trainer, own_errors
 from balcon.engine.schedule import lr_at
 from balcon.engine.steps import evaluate, progress, train_step
 from balcon.errors import LOG, BalconError
 
-__all__ = ["EpochMeter", "Keeper", "evaluate_epoch", "fmt", "train_epoch", "train_epochs"]
-
-
-def fmt(value: float | None, spec: str = ".2f") -> str:
-    """``value`` formatted by ``spec``, or ``-`` for None (an empty shot group)."""
-    return "-" if value is None else format(value, spec)
+__all__ = ["EpochMeter", "Keeper", "evaluate_epoch", "train_epoch", "train_epochs"]
 
 
 class Keeper:

@@ -10,7 +10,12 @@ from torch import Tensor
 
 from balcon.data.longtail import shot_groups
 
-__all__ = ["classification_metrics"]
+__all__ = ["classification_metrics", "fmt"]
+
+
+def fmt(value: float | None, spec: str = ".2f") -> str:
+    """An accuracy formatted by ``spec``, or ``-`` for None (an empty shot group)."""
+    return "-" if value is None else format(value, spec)
 
 
 def classification_metrics(

@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 
 from balcon.config import run_config
+from balcon.engine.metrics import fmt
 from balcon.errors import BalconError
-from balcon.report.tables import cell, text_table
-from balcon.runs.files import BEST, CONFIG, LAST, RUN_INFO, SEEDS, data_folder, read_summary
+from balcon.report.tables import text_table
+from balcon.runs.files import BEST, CONFIG, LAST, RUN_INFO, SEEDS, SUMMARY, data_folder, read_json
 from balcon.runs.records import read_records
 from balcon.runs.seeds import read_seeds, seed_dir
 
@@ -91,13 +92,6 @@ def expand_runs(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]:
     return unique
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def read_run(path: str | Path, checkpoint: str = "best") -> Run:
     """The run in ``path``, with ``best.pt`` or ``last.pt`` as ``checkpoint`` says."""
     path = Path(path)
@@ -122,8 +116,8 @@ def read_run(path: str | Path, checkpoint: str = "best") -> Run:
                f"train it first (balcon train --resume {path})")
         raise BalconError(f"{path} has no {ckpt.name}; {fix}")
     records = read_records(path)
-    summary = read_summary(path)
-    info = _read_json(path / RUN_INFO) or {}
+    summary = read_json(path / SUMMARY)
+    info = read_json(path / RUN_INFO)
     kept = info if "precision" in info else summary  # run.json, else summary.json
     precision = (f"{kept['precision']} ({kept.get('precision_reason')})" if "precision" in kept
                  else str(config.get("train", {}).get("precision")))
@@ -207,7 +201,7 @@ def format_seed_table(summaries: Sequence[tuple[str, dict[str, Any]]]) -> str:
     keys = [(which, key) for which in ("last", "best") for key in ("top1", "many", "medium",
                                                                       "few")]
     header = ["run", *(f"{which} {titles[key]}" for which, key in keys)]
-    rows = [[name, *(cell(summary.get(w, {}).get(k)) for w, k in keys)]
+    rows = [[name, *(fmt(summary.get(w, {}).get(k)) for w, k in keys)]
             for name, summary in summaries]
     rows.append([f"mean +- std ({len(summaries)})",
                  *(format_mean_std([s.get(w, {}).get(k) for _, s in summaries])

@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["cell", "format_per_class", "format_results", "summary_rows", "text_table"]
+from balcon.engine.metrics import fmt
+
+__all__ = ["format_per_class", "format_results", "summary_rows", "text_table"]
 
 COLUMNS = (("top1", "overall"), ("many", "many"), ("medium", "medium"), ("few", "few"))
-
-
-def cell(value: float | None) -> str:
-    """A percentage with 2 decimals, ``-`` for None (an empty group)."""
-    return "-" if value is None else f"{value:.2f}"
 
 
 def summary_rows(summary: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -35,7 +32,7 @@ def format_results(rows: Mapping[str, Mapping[str, Any]]) -> str:
     A missing or empty group prints as ``-``.
     """
     header = ["", *(title for _, title in COLUMNS)]
-    body = [[name, *(cell(r.get(key)) for key, _ in COLUMNS)] for name, r in rows.items()]
+    body = [[name, *(fmt(r.get(key)) for key, _ in COLUMNS)] for name, r in rows.items()]
     return text_table(header, body)
 
 
@@ -61,5 +58,5 @@ def format_per_class(
     lines = [f"{'class'.ljust(width)}  {'train':>6}  {'acc':>6}"]
     for c in order:
         lines.append(f"{class_names[c].ljust(width)}  {class_counts[c]:>6}  "
-                     f"{cell(per_class[c]):>6}")
+                     f"{fmt(per_class[c]):>6}")
     return "\n".join(lines)

@@ -40,7 +40,7 @@ __all__ = [
     "data_folder",
     "open_new_run",
     "open_resume",
-    "read_summary",
+    "read_json",
     "record_precision",
 ]
 
@@ -169,24 +169,11 @@ def check_new_run_dir(run_dir: Path) -> set[str]:
     return names
 
 
-def _write_run_files(cfg: Config, data_dir: str | Path | None, run_dir: Path) -> None:
-    """``config.yaml`` (resolved) and ``run.json`` (the data folder), atomically."""
-    write_text_atomic(run_dir / CONFIG, config_to_yaml(cfg))
-    info = {"data_dir": data_folder(data_dir),
-            "balcon_version": __version__}
-    write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
-
-
 def record_precision(run_dir: Path, precision: str, reason: str) -> None:
-    """Add the precision a new run trains with, and why, to its ``run.json`` (when it has
-    one: :func:`~balcon.engine.prepare.prepare` also serves benchmarks without one)."""
-    path = run_dir / RUN_INFO
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
+    """Add the precision a new run trains with, and why, to its ``run.json``."""
+    info = read_json(run_dir / RUN_INFO)
     info.update(precision=precision, precision_reason=reason)
-    write_text_atomic(path, json.dumps(info, indent=2))
+    write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
 
 
 def open_new_run(cfg: Config, data_dir: str | Path | None, run_dir: Path) -> RunLock:
@@ -203,17 +190,13 @@ def open_new_run(cfg: Config, data_dir: str | Path | None, run_dir: Path) -> Run
     try:
         for name in check_new_run_dir(run_dir):  # under the lock: a run that never trained
             (run_dir / name).unlink()
-        _write_run_files(cfg, data_dir, run_dir)
+        write_text_atomic(run_dir / CONFIG, config_to_yaml(cfg))  # the config, resolved
+        info = {"data_dir": data_folder(data_dir), "balcon_version": __version__}
+        write_text_atomic(run_dir / RUN_INFO, json.dumps(info, indent=2))
     except BaseException:
         lock.release()
         raise
     return lock
-
-
-def _remove_stale_temporaries(run_dir: Path) -> None:
-    """Temporary files of writes a kill cut short (the lock holder is the only writer)."""
-    for tmp in run_dir.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
 
 
 def open_resume(run_dir: Path) -> tuple[RunLock, dict[str, Any]]:
@@ -224,7 +207,8 @@ def open_resume(run_dir: Path) -> tuple[RunLock, dict[str, Any]]:
                           "a run directory balcon wrote")
     lock = RunLock(run_dir)
     try:
-        _remove_stale_temporaries(run_dir)
+        for tmp in run_dir.glob(".*.tmp"):  # writes a kill cut short (we are the only writer)
+            tmp.unlink(missing_ok=True)
         if (run_dir / LAST).is_file():
             try:
                 return lock, load_checkpoint(run_dir / LAST)
@@ -246,20 +230,19 @@ def _config_only(run_dir: Path) -> dict[str, Any]:
 
     try:
         raw = yaml.safe_load((run_dir / CONFIG).read_text())
-        info = json.loads((run_dir / RUN_INFO).read_text()) \
-            if (run_dir / RUN_INFO).is_file() else {}
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise BalconError(f"{run_dir / CONFIG} is unreadable ({type(err).__name__}); "
                           "fix it or start a new run") from None
-    if not isinstance(raw, dict) or not isinstance(info, dict):
+    if not isinstance(raw, dict):
         raise BalconError(f"{run_dir / CONFIG} is not a balcon config; start a new run")
-    return {"config": raw, "data_dir": info.get("data_dir")}
+    return {"config": raw, "data_dir": read_json(run_dir / RUN_INFO).get("data_dir")}
 
 
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    """``summary.json`` of ``run_dir`` ({} when there is none, or it is unreadable)."""
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (``summary.json``, ``run.json``); {} when there is
+    none, or it is unreadable."""
     try:
-        summary = json.loads((run_dir / SUMMARY).read_text())
+        found = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return summary if isinstance(summary, dict) else {}
+    return found if isinstance(found, dict) else {}

@@ -1,10 +1,10 @@
 """What keeps a run while the epoch loop trains: checkpoints, metrics, summary, stopping.
 
-:class:`RunKeeper` is the engine loop's :class:`~balcon.engine.loop.Keeper`. After each
-step it asks :class:`~balcon.runs.preempt.StepControl` whether a signal asked to stop
-or a clock checkpoint is due, and writes ``last.pt`` of exactly that point; after each
-epoch it writes TensorBoard's scalars, ``best.pt`` (a new best), the ``metrics.jsonl``
-line and ``last.pt``, in that order, so a resume never skips a ``best.pt``.
+:class:`RunKeeper` is the loop's :class:`~balcon.engine.loop.Keeper`: after each step it
+asks :class:`~balcon.runs.preempt.StepControl` whether a signal asked to stop or a clock
+checkpoint is due; after each epoch it writes TensorBoard's scalars, ``best.pt`` (a new
+best), the ``metrics.jsonl`` line and ``last.pt``, in that order (a resume never skips
+a ``best.pt``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from balcon import __version__
 from balcon.engine.distributed import barrier, broadcast_object
-from balcon.engine.loop import EpochMeter, steps_per_epoch
+from balcon.engine.loop import EpochMeter, Keeper, steps_per_epoch
 from balcon.engine.prepare import EpochProgress, Trainer
 from balcon.errors import Preempted
 from balcon.runs.checkpoint import save_checkpoint, write_text_atomic
@@ -28,7 +28,7 @@ from balcon.runs.tensorboard import EpochBoard
 __all__ = ["RunKeeper"]
 
 
-class RunKeeper:
+class RunKeeper(Keeper):
     """The run directory ``run_dir`` of the trainer ``t`` (every rank has one; rank 0
     writes). A resumed run's evaluations so far are read from ``metrics.jsonl``."""
 

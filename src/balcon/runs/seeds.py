@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from balcon.config import Config, apply_overrides, run_config
-from balcon.runs.checkpoint import write_text_atomic
 from balcon.engine.distributed import init_distributed, on_main
-from balcon.runs.train import RunResult, fit, resume
 from balcon.errors import BalconError
+from balcon.runs.checkpoint import write_text_atomic
 from balcon.runs.files import CONFIG, SEEDS, data_folder
+from balcon.runs.train import RunResult, fit, resume
 
 __all__ = ["SEEDS", "fit_seeds", "read_seeds", "resume_seeds", "seed_dir"]
 

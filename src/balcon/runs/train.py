@@ -1,18 +1,14 @@
 """A whole training run in its directory: :func:`fit` starts one, :func:`resume` continues it.
 
-A run reads as its phases: open the directory (its lock, ``config.yaml``, ``run.json``),
-:func:`~balcon.engine.prepare.prepare` (data, model, optimiser, resume state), the epochs
-(:func:`~balcon.engine.loop.train_epochs`, kept by a :class:`~balcon.runs.keeper.RunKeeper`),
-and the report on the report split. A run resumed from ``last.pt`` (at an epoch end or
-mid-epoch) ends with the same weights as an uninterrupted one, bit for bit on the CPU:
-the model is seeded, the shuffle and every sample's augmentation derive from (seed,
-epoch, index), and the checkpoint holds the optimizer, the gradient scaler and the RNG.
-
-Under ``torchrun`` the same function runs in every process: DDP wraps the model, each
-rank takes ``batch_size / world_size`` samples of every global batch, a loss on
-projections sees the gathered global batch, evaluation is sharded and gathered, and
-only rank 0 logs and writes. A run can resume from an epoch end with another number
-of processes (a mid-epoch checkpoint needs the count that wrote it).
+A run reads as its phases: open the directory (lock, ``config.yaml``, ``run.json``),
+:func:`~balcon.engine.prepare.prepare`, the epochs (:func:`~balcon.engine.loop.train_epochs`
+kept by a :class:`~balcon.runs.keeper.RunKeeper`), the report on the report split. A
+run resumed from ``last.pt`` (an epoch end or mid-epoch) ends with the same weights as
+an uninterrupted one, bit for bit on the CPU: the model is seeded, every sample's
+augmentation derives from (seed, epoch, index), and the checkpoint holds the optimizer,
+the gradient scaler and the RNG. Under ``torchrun`` every process runs it; only rank 0
+logs and writes, and a run resumes from an epoch end with any number of processes (a
+mid-epoch checkpoint needs the count that wrote it).
 """
 
 from __future__ import annotations
@@ -27,13 +23,22 @@ from balcon.config import Config, run_config
 from balcon.engine.device import emulated_bf16_warning
 from balcon.engine.distributed import broadcast_object, init_distributed, on_main
 from balcon.engine.loaders import eval_loader
-from balcon.engine.loop import fmt, train_epochs
+from balcon.engine.loop import train_epochs
+from balcon.engine.metrics import fmt
 from balcon.engine.prepare import Trainer, prepare
 from balcon.engine.steps import evaluate
 from balcon.errors import LOG, BalconError, one_line
 from balcon.runs.checkpoint import load_checkpoint
-from balcon.runs.files import BEST, CONFIG, RunLock, RunLog, open_new_run, open_resume, \
-    read_summary
+from balcon.runs.files import (
+    BEST,
+    CONFIG,
+    SUMMARY,
+    RunLock,
+    RunLog,
+    open_new_run,
+    open_resume,
+    read_json,
+)
 from balcon.runs.keeper import RunKeeper
 from balcon.runs.preempt import StepControl
 from balcon.runs.records import result_row, summarize
@@ -102,7 +107,7 @@ def resume(run_dir: str | Path, data_dir: str | Path | None = None,
         if "model" not in state:  # only the config: start from the beginning
             state = None
         elif int(state["epoch"]) >= cfg.train.epochs and not state.get("step"):
-            summary = on_main(read_summary, run_dir)
+            summary = on_main(read_json, run_dir / SUMMARY)
             if summary.get("finished") and summary.get("epochs_run") == cfg.train.epochs:
                 return RunResult(run_dir, summary, already_finished=True)
             # stopped between its last checkpoint and its report: finish the report
