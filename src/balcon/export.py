@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from balcon import __version__
 from balcon.config import Config
 from balcon.errors import BalconError, short_reason
+from balcon.models.finetune import merge_lora
 from balcon.runs.checkpoint import write_atomic
 from balcon.runs.inference import model_for_inference
 
@@ -314,7 +315,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     checkpoint = Path(checkpoint)
     state, cfg, bcl, _ = model_for_inference(checkpoint, "cpu")
     path = _output_path(checkpoint, fmt, out)
-    model = InferenceModel(bcl.encoder, bcl.classifier).float()
+    model = InferenceModel(merge_lora(bcl.encoder), bcl.classifier).float()
     model = model.to(memory_format=torch.contiguous_format).eval()
     for param in model.parameters():
         param.requires_grad_(False)

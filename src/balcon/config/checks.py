@@ -10,6 +10,7 @@ from balcon.config.sections import (
     CONV_INITS,
     CUTOUT_FILLS,
     DATASETS,
+    FINETUNE_MODES,
     PIPELINES,
     PRECISIONS,
     SHORTCUTS,
@@ -17,6 +18,8 @@ from balcon.config.sections import (
     VIEW_STYLES,
     Config,
     DataConfig,
+    ModelConfig,
+    OptimConfig,
 )
 from balcon.errors import BalconError
 from balcon.methods import method_names
@@ -47,6 +50,16 @@ def _check_randaugment(text: str) -> None:
             f"data.randaugment {text!r} is not a timm RandAugment string; write it like "
             "rand-n2-m10-mstd0.5 (n: ops per image, m: magnitude, mstd: its noise)"
         ) from None
+
+
+def _check_finetune(m: ModelConfig, o: OptimConfig) -> None:
+    _check(m.finetune in FINETUNE_MODES, f"model.finetune must be one of "
+           f"{', '.join(FINETUNE_MODES)}, got {m.finetune!r}")
+    _check(m.trainable_blocks >= 1, f"model.trainable_blocks must be >= 1, got "
+           f"{m.trainable_blocks}")
+    _check(m.lora_rank >= 1, f"model.lora_rank must be >= 1, got {m.lora_rank}")
+    _check(o.encoder_lr_scale > 0, f"optim.encoder_lr_scale must be > 0, got "
+           f"{o.encoder_lr_scale}")
 
 
 def validate(cfg: Config, new_run: bool = True) -> None:
@@ -112,6 +125,7 @@ def validate(cfg: Config, new_run: bool = True) -> None:
            f"model.classifier must be cosine or linear, got {m.classifier!r}")
     _check(m.cosine_scale > 0, f"model.cosine_scale must be > 0, got {m.cosine_scale}")
     _check(m.head_hidden > 0 and m.head_dim > 0, "model.head_hidden and model.head_dim must be > 0")
+    _check_finetune(m, o)
     if new_run:  # an older run's method may be one registered in its own session
         _check(lo.method in method_names(), f"loss.method must be one of "
                f"{', '.join(method_names())}, got {lo.method!r}")

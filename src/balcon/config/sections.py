@@ -10,6 +10,7 @@ __all__ = [
     "CONV_INITS",
     "CUTOUT_FILLS",
     "DATASETS",
+    "FINETUNE_MODES",
     "PIPELINES",
     "PRECISIONS",
     "SHORTCUTS",
@@ -44,6 +45,8 @@ BAD_IMAGE_ACTIONS = ("stop", "skip")
 #: Where training views are made: per image in DataLoader workers (PIL), or a batch at a
 #: time on the training device from the set held there as uint8; auto picks per run.
 PIPELINES = ("auto", "workers", "device")
+#: What of a pretrained encoder trains (``balcon.models.finetune``).
+FINETUNE_MODES = ("full", "linear", "partial", "lora")
 
 
 @dataclass
@@ -109,6 +112,11 @@ class ModelConfig:
     ``shortcut`` (``A``: zero-padding, ``B``: 1x1 convolution) and ``conv_init``
     (``kaiming``: fan-in, as LDAM-DRW; ``kaiming-fan-out``; ``torch``:
     PyTorch's own) shape the CIFAR ResNets only.
+    ``finetune``: what of the encoder trains: ``full`` (all of it), ``linear`` (none of
+    it), ``partial`` (its last ``trainable_blocks`` blocks) or ``lora`` (low-rank
+    adapters of rank ``lora_rank`` on a ViT's linear layers; needs ``balcon[lora]``); the
+    classifier and heads always train. ``freeze_bn`` keeps the encoder's BatchNorm
+    statistics as they are (eval mode). See ``balcon.models.finetune``.
     """
 
     encoder: str = "resnet32"
@@ -120,6 +128,10 @@ class ModelConfig:
     cosine_scale: float = 30.0
     head_hidden: int = 512
     head_dim: int = 128
+    finetune: str = "full"
+    trainable_blocks: int = 1
+    freeze_bn: bool = False
+    lora_rank: int = 8
 
 
 @dataclass
@@ -141,7 +153,8 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with a linear warm-up, then step decay (or cosine)."""
+    """SGD with a linear warm-up, then step decay (or cosine); the encoder's parameters
+    at ``encoder_lr_scale`` times the learning rate of the classifier and heads."""
 
     lr: float = 0.15
     momentum: float = 0.9
@@ -151,6 +164,7 @@ class OptimConfig:
     warmup_epochs: int = 5
     milestones: list[int] = field(default_factory=lambda: [160, 180])
     gamma: float = 0.1
+    encoder_lr_scale: float = 1.0
 
 
 @dataclass

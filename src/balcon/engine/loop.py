@@ -132,7 +132,8 @@ def train_epoch(t: Trainer, epoch: int, keeper: Keeper) -> dict[str, Any]:
     with own_errors(t.ctx), EpochMeter(t, f"epoch {epoch + 1}/{epochs}", start) as meter:
         for step, (views, labels) in meter.batches():
             for group in t.optimizer.param_groups:  # the per-step warm-up and schedule
-                group["lr"] = lr_at(cfg.optim, epoch, epochs, step, steps)
+                group["lr"] = lr_at(cfg.optim, epoch, epochs, step, steps) * \
+                    group.get("lr_scale", 1.0)
             labels = labels.to(t.device, non_blocking=True)
             images = torch.cat([v.to(t.device, non_blocking=True) for v in views])
             losses, correct = train_step(

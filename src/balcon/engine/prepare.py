@@ -35,6 +35,7 @@ from balcon.engine.loaders import eval_loader, loader_options
 from balcon.engine.steps import Objective, make_objective
 from balcon.errors import BalconError, Preempted, RankError, one_line
 from balcon.models import BCLModel, build_model, load_pretrained
+from balcon.models.finetune import apply_finetune
 
 __all__ = ["EpochProgress", "Trainer", "own_errors", "prepare"]
 
@@ -150,16 +151,13 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
     # before it trains, so its directory may be reused)
     train_loader = _train_loader(cfg, splits.train, objective.method.views, sampler,
                                  local_batch, dev, ctx)
-    model, optimizer = _build(cfg, splits.train.num_classes, dev, ctx)
-    t = Trainer(cfg, ctx, dev, splits, counts, objective, model, model, optimizer,
-                make_grad_scaler(dev, precision), sampler, train_loader,
+    model, note = _build(cfg, splits.train.num_classes, dev, ctx, pretrained=resume is None)
+    t = Trainer(cfg, ctx, dev, splits, counts, objective, model, model,
+                _optimizer(model, cfg), make_grad_scaler(dev, precision), sampler, train_loader,
                 eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx,
-                            persistent=True), precision, reason)
+                            persistent=True), precision, reason, pretrained_note=note)
     if resume is not None:
         _restore(resume, t, source)
-    elif cfg.model.pretrained is not None:  # rank 0 loads them; DDP shares them
-        t.pretrained_note = on_main(load_pretrained, model.encoder, cfg.model.pretrained,
-                                    cfg.model.encoder)
     # DDP copies rank 0's weights (pretrained or resumed) to every rank
     if ctx.enabled:
         t.train_model = ddp_wrap(model, dev, objective.method)
@@ -200,8 +198,10 @@ def _load_data(cfg: Config, data_dir: str | Path | None, ctx: DistContext,
     return on_every_rank(lambda: fetched or load_image_sets(cfg.data, data_dir))
 
 
-def _build(cfg: Config, num_classes: int, device: torch.device,
-           ctx: DistContext) -> tuple[BCLModel, torch.optim.Optimizer]:
+def _build(cfg: Config, num_classes: int, device: torch.device, ctx: DistContext,
+           pretrained: bool) -> tuple[BCLModel, str | None]:
+    """The seeded model on ``device``, its encoder's pretrained weights loaded (rank 0,
+    ``pretrained``: a new run; DDP shares them), set up for ``model.finetune``."""
     torch.manual_seed(cfg.train.seed)
     model: nn.Module = build_model(cfg.model, num_classes)
     if cfg.train.sync_bn and ctx.enabled:
@@ -214,10 +214,25 @@ def _build(cfg: Config, num_classes: int, device: torch.device,
     model = model.to(device)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    o = cfg.optim
-    optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
-                                weight_decay=o.weight_decay, nesterov=o.nesterov)
-    return model, optimizer  # type: ignore[return-value]
+    note = on_main(load_pretrained, model.encoder, cfg.model.pretrained, cfg.model.encoder) \
+        if pretrained and cfg.model.pretrained is not None else None
+    apply_finetune(model, cfg.model)
+    return model, note  # type: ignore[return-value]
+
+
+def _optimizer(model: BCLModel, cfg: Config) -> torch.optim.Optimizer:
+    """SGD over the trainable parameters; with ``optim.encoder_lr_scale`` the encoder's
+    are a group of their own, whose ``lr_scale`` the loop multiplies the lr by."""
+    o, params = cfg.optim, [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": params}]
+    if o.encoder_lr_scale != 1.0:
+        encoder = {id(p) for p in model.encoder.parameters()}
+        groups = [g for g in ({"params": [p for p in params if id(p) in encoder],
+                               "lr_scale": o.encoder_lr_scale},
+                              {"params": [p for p in params if id(p) not in encoder]})
+                  if g["params"]]
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum,
+                           weight_decay=o.weight_decay, nesterov=o.nesterov)
 
 
 def _check_resume_data(state: dict[str, Any], splits: DataSplits, source: str,

@@ -93,8 +93,12 @@ def build_encoder(name: str, shortcut: str = ModelConfig.shortcut,
     if name.startswith("timm:"):
         import timm
 
-        try:
-            return timm.create_model(name[5:], pretrained=False, num_classes=0)
+        try:  # a ViT takes any image size its patches divide (its position embedding resized)
+            try:
+                return timm.create_model(name[5:], pretrained=False, num_classes=0,
+                                         dynamic_img_size=True)
+            except TypeError:  # a model without that option (CNNs take any size anyway)
+                return timm.create_model(name[5:], pretrained=False, num_classes=0)
         except RuntimeError as err:
             raise BalconError(f"model.encoder {name!r}: {err}; see timm.list_models()") from None
 

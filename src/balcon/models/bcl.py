@@ -96,6 +96,15 @@ class BCLModel(nn.Module):
         self.num_classes = num_classes
         self.projection_head = mlp_head(feature_dim, head_hidden, head_dim)
         self.prototype_head = mlp_head(feature_dim, head_hidden, head_dim)
+        #: modules that stay in eval mode (a frozen encoder's: ``balcon.models.finetune``)
+        self.frozen_modules: list[nn.Module] = []
+
+    def train(self, mode: bool = True) -> BCLModel:
+        """Train mode, but for :attr:`frozen_modules`, which stay in eval mode."""
+        super().train(mode)
+        for module in self.frozen_modules:
+            module.train(False)
+        return self
 
     def prototypes(self) -> Tensor:
         """L2-normalised class prototypes (C, head_dim) from the classifier weights."""

@@ -19,6 +19,7 @@ from balcon.engine.metrics import classification_metrics
 from balcon.engine.steps import predict
 from balcon.errors import BalconError
 from balcon.models import BCLModel, build_model
+from balcon.models.finetune import apply_finetune
 from balcon.runs.checkpoint import load_checkpoint
 
 __all__ = [
@@ -49,6 +50,7 @@ def model_for_inference(
     cfg = run_config(state["config"], source=str(path))
     dev = resolve_device(device)
     model = build_model(cfg.model, len(state["class_names"]))
+    apply_finetune(model, cfg.model)  # a LoRA run's adapters
     try:
         model.load_state_dict(state["model"])
     except RuntimeError:

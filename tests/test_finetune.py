@@ -1,0 +1,128 @@
+"""Fine-tuning modes: frozen means frozen, the encoder's learning rate, LoRA, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from balcon.cli import main
+from balcon.config import apply_overrides, compress_schedule
+from balcon.errors import BalconError
+from balcon.models import build_model
+from balcon.models.finetune import apply_finetune, encoder_blocks
+from balcon.presets import load_preset
+from balcon.runs import fit, load_checkpoint, resume
+
+#: The issue's check, on a tiny timm CNN at 64 px (no download).
+TINY = ["model.encoder=timm:resnet10t", "model.pretrained=null", "train.batch_size=8",
+        "data.image_size=64", "model.head_hidden=16", "model.head_dim=8",
+        "data.num_workers=0"]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """train/ (6, 4, 3, 2 images) and val/ (2 each) of four classes; 40x40 JPEGs."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for split, counts in (("train", (6, 4, 3, 2)), ("val", (2, 2, 2, 2))):
+        for c, n in enumerate(counts):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = (rng.random((40, 40, 3)) * 100 + 40 * c).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.jpg")
+    return root
+
+
+def _config(*overrides: str, epochs: int = 2):
+    return apply_overrides(compress_schedule(load_preset("imagefolder-finetune"), epochs),
+                           [*TINY, *overrides])
+
+
+def _start(cfg) -> dict[str, torch.Tensor]:
+    """The model a run of ``cfg`` starts from (seeded as the run seeds it)."""
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, 4)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("mode,freeze_bn", [("linear", False), ("partial", False),
+                                            ("full", True)])
+def test_frozen_parts_stay_bit_identical(photos: Path, tmp_path: Path, mode: str,
+                                         freeze_bn: bool):
+    cfg = _config(f"model.finetune={mode}", f"model.freeze_bn={str(freeze_bn).lower()}",
+                  "optim.encoder_lr_scale=0.1")
+    start = _start(cfg)
+    fit(cfg, photos, tmp_path / "run", device="cpu")
+    end = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    model = build_model(cfg.model, 4)
+    blocks = encoder_blocks(model.encoder)[-cfg.model.trainable_blocks:]
+    training = {n.rsplit(".", 1)[0] for block in blocks for n in block}  # modules
+    changed = {k for k, before in start.items() if not torch.equal(before, end[k])}
+    for key in start:
+        module = key.removeprefix("encoder.").rsplit(".", 1)[0]
+        stats = key.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        frozen = key.startswith("encoder.") and (
+            mode == "linear" or (mode == "partial" and module not in training)
+            or (freeze_bn and stats))
+        assert not (frozen and key in changed), f"{mode}: frozen {key} changed"
+    assert "classifier.weight" in changed
+    assert any(k.startswith("encoder.") for k in changed) == (mode != "linear")
+
+
+def test_encoder_trains_at_its_own_learning_rate(photos: Path, tmp_path: Path):
+    cfg = _config("model.finetune=full", "optim.encoder_lr_scale=0.1")
+    fit(cfg, photos, tmp_path / "run", device="cpu")
+    groups = load_checkpoint(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"]
+    assert [g.get("lr_scale") for g in groups] == [0.1, None]
+    assert groups[0]["lr"] == pytest.approx(0.1 * groups[1]["lr"])
+    n_encoder = len(list(build_model(cfg.model, 4).encoder.parameters()))
+    assert len(groups[0]["params"]) == n_encoder
+
+
+def test_partial_run_resumes_bit_exactly(photos: Path, tmp_path: Path):
+    cfg = _config("model.finetune=partial", "model.trainable_blocks=2", "loss.method=bcl",
+                  epochs=3)
+    fit(cfg, photos, tmp_path / "straight", device="cpu")
+    fit(cfg, photos, tmp_path / "stopped", device="cpu", stop_after=1)
+    resume(tmp_path / "stopped", device="cpu")
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_lora_adapts_a_vit_and_exports_merged(photos: Path, tmp_path: Path):
+    pytest.importorskip("peft")
+    run = tmp_path / "run"
+    cfg = _config("model.encoder=timm:test_vit", "model.finetune=lora", "loss.method=bcl")
+    start = _start(cfg)
+    fit(cfg, photos, run, device="cpu")
+    end = load_checkpoint(run / "last.pt")["model"]
+    adapters = [k for k in end if ".lora_" in k]
+    assert adapters and all(".blocks." in k for k in adapters)
+    for key, before in start.items():  # every encoder weight frozen, as it started
+        if key.startswith("encoder."):
+            renamed = key if key in end else key.replace(".weight", ".base_layer.weight") \
+                .replace(".bias", ".base_layer.bias")
+            assert torch.equal(before, end[renamed]), key
+    assert any(not torch.equal(end[k], torch.zeros_like(end[k])) for k in adapters
+               if ".lora_B." in k)
+    assert main(["export", "--checkpoint", str(run / "last.pt"), "--format",
+                 "torchscript"]) == 0
+    assert main(["predict", "--checkpoint", str(run / "last.pt"),
+                 str(photos / "val" / "class0")]) == 0
+
+
+def test_bad_settings_name_the_fix(photos: Path):
+    with pytest.raises(BalconError, match="model.finetune must be one of full, linear"):
+        _config("model.finetune=frozen")
+    cfg = _config("model.finetune=partial", "model.trainable_blocks=50")
+    with pytest.raises(BalconError, match="model.trainable_blocks 50 exceeds the 5 blocks"):
+        apply_finetune(build_model(cfg.model, 4), cfg.model)
+    cfg = _config("model.finetune=lora")
+    with pytest.raises(BalconError, match="adapts a ViT's attention and MLP layers"):
+        apply_finetune(build_model(cfg.model, 4), cfg.model)
