@@ -24,7 +24,7 @@ CIFAR_PRESETS = [f"{ds}-lt-r{r}{sfx}" for ds in ("cifar10", "cifar100") for r in
 
 
 LARGE_PRESETS = ["imagenet-lt-resnext50", "imagenet-lt-resnet50", "inat18-resnet50"]
-FOLDER_PRESETS = ["imagefolder-r32", "imagefolder-r50"]
+FOLDER_PRESETS = ["imagefolder-r32", "imagefolder-r50", "imagefolder-finetune"]
 
 
 def test_all_presets_are_listed():
