@@ -24,7 +24,7 @@ def test_presets_list_and_show(capsys):
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
     listed = {line.split()[0]: line.split()[1:] for line in lines}
-    assert len(listed) == 18
+    assert len(listed) == 19
     assert listed["cifar100-lt-r100-400ep"] == ["base:", "cifar100-lt-r100"]
     assert listed["cifar10-lt-r100"] == ["(root)"]
     assert main(["presets", "show", "cifar10-lt-r50"]) == 0
