@@ -95,6 +95,25 @@ def test_partial_run_resumes_bit_exactly(photos: Path, tmp_path: Path):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
+def test_linear_probe_trains_on_cached_features(photos: Path, tmp_path: Path, monkeypatch):
+    """A frozen encoder and a one-view method: the training images' features are
+    computed once, the epochs never run the encoder, and the run resumes bit-exactly."""
+    from balcon.models.bcl import BCLModel
+
+    cfg = _config("model.finetune=linear", epochs=3)
+    fit(cfg, photos, tmp_path / "straight", device="cpu")
+    encoder_calls = []
+    real = BCLModel.forward
+    monkeypatch.setattr(BCLModel, "forward", lambda self, x, *a, **k: (
+        encoder_calls.append(x.ndim), real(self, x, *a, **k))[1])
+    fit(cfg, photos, tmp_path / "stopped", device="cpu", stop_after=1)
+    resume(tmp_path / "stopped", device="cpu")
+    assert encoder_calls and set(encoder_calls) == {2}  # features, never images
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "stopped" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_lora_adapts_a_vit_and_exports_merged(photos: Path, tmp_path: Path):
     pytest.importorskip("peft")
     run = tmp_path / "run"

@@ -7,7 +7,13 @@ from balcon.data.build import (
     make_train_dataset,
     train_views,
 )
-from balcon.data.datasets import EpochSampler, EvalDataset, MultiViewDataset, sample_seed
+from balcon.data.datasets import (
+    EpochSampler,
+    EvalDataset,
+    FeatureDataset,
+    MultiViewDataset,
+    sample_seed,
+)
 from balcon.data.longtail import (
     SHOT_GROUPS,
     longtail_counts,
@@ -44,6 +50,7 @@ __all__ = [
     "Cutout",
     "EpochSampler",
     "EvalDataset",
+    "FeatureDataset",
     "ImageSet",
     "find_images",
     "MultiViewDataset",

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from balcon.data.sources import ImageSet
 
-__all__ = ["EpochSampler", "EvalDataset", "MultiViewDataset", "sample_seed"]
+__all__ = ["EpochSampler", "EvalDataset", "FeatureDataset", "MultiViewDataset", "sample_seed"]
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -87,6 +87,20 @@ class EpochSampler(DistributedSampler):
         order += (order * (padding // max(len(order), 1) + 1))[:padding]
         mine = order[self.rank:self.total_size:self.num_replicas][self.skip:]
         return ((epoch, i) for i in mine)
+
+
+class FeatureDataset(Dataset):
+    """``([features[index]], label)`` for key (epoch, index): a frozen encoder's features
+    of the un-augmented images, computed once, in place of the images (a linear probe)."""
+
+    def __init__(self, features: torch.Tensor, labels: Sequence[int]) -> None:
+        self.features, self.labels = features, torch.as_tensor(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return [self.features[key[1]]], self.labels[key[1]]
 
 
 class MultiViewDataset(Dataset):

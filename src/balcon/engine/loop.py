@@ -136,9 +136,10 @@ def train_epoch(t: Trainer, epoch: int, keeper: Keeper) -> dict[str, Any]:
                     group.get("lr_scale", 1.0)
             labels = labels.to(t.device, non_blocking=True)
             images = torch.cat([v.to(t.device, non_blocking=True) for v in views])
-            losses, correct = train_step(
-                t.train_model, images.contiguous(memory_format=memory_format), labels,
-                t.objective, t.optimizer, t.scaler, t.precision)
+            if images.ndim == 4:  # else features, not images (a linear probe)
+                images = images.contiguous(memory_format=memory_format)
+            losses, correct = train_step(t.train_model, images, labels, t.objective,
+                                         t.optimizer, t.scaler, t.precision)
             meter.add(step, losses, correct, labels.shape[0])
             keeper.step_done(epoch, meter)
         stats = {"lr": lr_at(cfg.optim, epoch, epochs, steps_per_epoch=steps),  # its last

@@ -20,7 +20,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from balcon.config import Config
-from balcon.data import DataSplits, EpochSampler, ImageSet, load_image_sets, make_train_dataset
+from balcon.data import (
+    DataSplits,
+    EpochSampler,
+    FeatureDataset,
+    ImageSet,
+    load_image_sets,
+    make_train_dataset,
+)
 from balcon.data.device_views import DeviceLoader, DeviceViews, fits_on, resolve_pipeline
 from balcon.engine.device import check_precision, make_grad_scaler, run_precision
 from balcon.engine.distributed import (
@@ -32,7 +39,7 @@ from balcon.engine.distributed import (
     on_main,
 )
 from balcon.engine.loaders import eval_loader, loader_options
-from balcon.engine.steps import Objective, make_objective
+from balcon.engine.steps import Objective, make_objective, predict
 from balcon.errors import BalconError, Preempted, RankError, one_line
 from balcon.models import BCLModel, build_model, load_pretrained
 from balcon.models.finetune import apply_finetune
@@ -149,9 +156,13 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
                            num_replicas=ctx.world_size, rank=ctx.rank)
     # the device pipeline decodes every image here (an unreadable one stops the run
     # before it trains, so its directory may be reused)
-    train_loader = _train_loader(cfg, splits.train, objective.method.views, sampler,
-                                 local_batch, dev, ctx)
+    cached = cfg.model.finetune == "linear" and objective.method.views == 1
+    train_loader = None if cached else _train_loader(
+        cfg, splits.train, objective.method.views, sampler, local_batch, dev, ctx)
     model, note = _build(cfg, splits.train.num_classes, dev, ctx, pretrained=resume is None)
+    if cached:  # a frozen encoder, one view: its features of the un-augmented images, once
+        train_loader = _feature_loader(model, cfg, splits.train, sampler, local_batch, dev,
+                                       precision)
     t = Trainer(cfg, ctx, dev, splits, counts, objective, model, model,
                 _optimizer(model, cfg), make_grad_scaler(dev, precision), sampler, train_loader,
                 eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx,
@@ -189,6 +200,18 @@ def _train_loader(cfg: Config, images: ImageSet, views: int, sampler: EpochSampl
                       **loader_options(cfg.data, device, ctx, persistent=True))
 
 
+def _feature_loader(model: BCLModel, cfg: Config, images: ImageSet, sampler: EpochSampler,
+                    batch: int, device: torch.device, precision: str) -> DataLoader:
+    """Batches of the frozen encoder's features of the training images' test-time view,
+    computed here once (``model.finetune=linear`` with a one-view method)."""
+    features: list[torch.Tensor] = []
+    predict(model, eval_loader(images, cfg.data, device), device, precision,
+            "features", cfg.model.channels_last,
+            after_batch=lambda f, _: features.append(f.float().cpu()))
+    return DataLoader(FeatureDataset(torch.cat(features), images.labels), batch_size=batch,
+                      sampler=sampler, drop_last=False)
+
+
 def _load_data(cfg: Config, data_dir: str | Path | None, ctx: DistContext,
                download: bool) -> DataSplits:
     """Every rank's copy of the splits; with ``download``, local rank 0 fetches (and
@@ -199,7 +222,7 @@ def _load_data(cfg: Config, data_dir: str | Path | None, ctx: DistContext,
 
 
 def _build(cfg: Config, num_classes: int, device: torch.device, ctx: DistContext,
-           pretrained: bool) -> tuple[BCLModel, str | None]:
+           pretrained: bool = False) -> tuple[BCLModel, str | None]:
     """The seeded model on ``device``, its encoder's pretrained weights loaded (rank 0,
     ``pretrained``: a new run; DDP shares them), set up for ``model.finetune``."""
     torch.manual_seed(cfg.train.seed)

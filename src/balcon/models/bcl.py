@@ -120,7 +120,7 @@ class BCLModel(nn.Module):
         parts it trains (``balcon.methods``), through ``forward`` so that
         DistributedDataParallel sees the call.
         """
-        feats = self.encoder(x)
+        feats = x if x.ndim == 2 else self.encoder(x)  # 2-D: features given (a linear probe)
         # projection head first: the order sets how autograd sums the two branches'
         # gradients into ``feats``; it is kept so that runs stay bit for bit (CHANGELOG 0.2)
         projections = F.normalize(self.projection_head(feats), dim=1) if project else None

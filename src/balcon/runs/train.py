@@ -208,10 +208,13 @@ def _final_summary(t: Trainer, run_dir: Path, records: list[dict[str, Any]]
         loader = eval_loader(images, t.cfg.data, t.device, t.ctx)
         last_state = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
         results = {"last": _measure(t, loader, f"{report} (last)")}
-        t.model.load_state_dict(broadcast_object(
-            load_checkpoint(run_dir / BEST)["model"] if t.ctx.is_main else None))
-        results["best"] = _measure(t, loader, f"{report} (best)")
-        t.model.load_state_dict(last_state)
+        if summary["best"]["epoch"] == summary["last"]["epoch"]:  # best.pt is the last model
+            results["best"] = dict(results["last"])
+        else:
+            t.model.load_state_dict(broadcast_object(
+                load_checkpoint(run_dir / BEST)["model"] if t.ctx.is_main else None))
+            results["best"] = _measure(t, loader, f"{report} (best)")
+            t.model.load_state_dict(last_state)
         per_class = results["last"]["per_class"]
         for name, result in results.items():
             result["epoch"] = summary[name]["epoch"]
