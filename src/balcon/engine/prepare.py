@@ -163,6 +163,7 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
     if cached:  # a frozen encoder, one view: its features of the un-augmented images, once
         train_loader = _feature_loader(model, cfg, splits.train, sampler, local_batch, dev,
                                        precision)
+        model.takes_features = True
     t = Trainer(cfg, ctx, dev, splits, counts, objective, model, model,
                 _optimizer(model, cfg), make_grad_scaler(dev, precision), sampler, train_loader,
                 eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx,

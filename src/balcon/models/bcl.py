@@ -98,6 +98,8 @@ class BCLModel(nn.Module):
         self.prototype_head = mlp_head(feature_dim, head_hidden, head_dim)
         #: modules that stay in eval mode (a frozen encoder's: ``balcon.models.finetune``)
         self.frozen_modules: list[nn.Module] = []
+        #: ``forward`` is given the encoder's features, not images (a linear probe's cache)
+        self.takes_features = False
 
     def train(self, mode: bool = True) -> BCLModel:
         """Train mode, but for :attr:`frozen_modules`, which stay in eval mode."""
@@ -120,7 +122,7 @@ class BCLModel(nn.Module):
         parts it trains (``balcon.methods``), through ``forward`` so that
         DistributedDataParallel sees the call.
         """
-        feats = x if x.ndim == 2 else self.encoder(x)  # 2-D: features given (a linear probe)
+        feats = x if self.takes_features else self.encoder(x)
         # projection head first: the order sets how autograd sums the two branches'
         # gradients into ``feats``; it is kept so that runs stay bit for bit (CHANGELOG 0.2)
         projections = F.normalize(self.projection_head(feats), dim=1) if project else None
