@@ -29,7 +29,8 @@ def main() -> None:
     out = Path(sys.argv[1])
     print("| setting | epochs | test top-1 | many | medium | few | s / epoch | wall s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for run in sorted(p for p in out.iterdir() if (p / "summary.json").is_file()):
+    for run in sorted(p for p in out.iterdir() if (p / "summary.json").is_file()
+                      and (out / f"{p.name}.wall").is_file()):  # finished runs
         print(row(run))
 
 

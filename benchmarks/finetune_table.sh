@@ -26,8 +26,21 @@ declare -A runs=(
   [full-la]="$ft --set model.finetune=full --epochs 2"
   [partial-bcl]="$ft --set model.finetune=partial --set loss.method=bcl --epochs 2"
   [full-bcl]="$ft --set model.finetune=full --set loss.method=bcl --epochs 2"
+  # the four modes x {LA, BCL} at the preset's 160 px, 3 epochs each
+  [scratch-r50-la-160]="--preset imagefolder-r50 --epochs 3 --set loss.method=la --set data.image_size=160"
+  [linear-la-160-3ep]="$ft --set model.finetune=linear --epochs 3"
+  [linear-bcl-160-3ep]="$ft --set model.finetune=linear --set loss.method=bcl --epochs 3"
+  [partial-la-160-3ep]="$ft --set model.finetune=partial --epochs 3"
+  [partial-bcl-160-3ep]="$ft --set model.finetune=partial --set loss.method=bcl --epochs 3"
+  [full-la-160-3ep]="$ft --set model.finetune=full --epochs 3"
+  [full-la-160-3ep-freeze-bn]="$ft --set model.finetune=full --set model.freeze_bn=true --epochs 3"
+  [full-bcl-160-3ep]="$ft --set model.finetune=full --set loss.method=bcl --epochs 3"
+  [preset-seed1]="$ft --set train.seed=1"
+  [preset-seed2]="$ft --set train.seed=2"
 )
-order="preset scratch-r32-bcl scratch-r32-la linear-la linear-la-160 linear-bcl partial-la full-la partial-bcl full-bcl"
+order="preset scratch-r32-bcl scratch-r32-la linear-la linear-la-160 linear-bcl partial-la full-la partial-bcl full-bcl
+  scratch-r50-la-160 linear-la-160-3ep linear-bcl-160-3ep partial-la-160-3ep partial-bcl-160-3ep
+  full-la-160-3ep full-la-160-3ep-freeze-bn full-bcl-160-3ep preset-seed1 preset-seed2"
 mkdir -p "$out"
 for name in ${*:-$order}; do
   rm -rf "${out:?}/$name"

@@ -136,6 +136,36 @@ def test_lora_adapts_a_vit_and_exports_merged(photos: Path, tmp_path: Path):
                  str(photos / "val" / "class0")]) == 0
 
 
+@pytest.mark.parametrize("mode", ["linear", "partial"])
+def test_fine_tuned_runs_evaluate_predict_and_export(photos: Path, tmp_path: Path,
+                                                      mode: str):
+    """A linear probe trained on cached features, or a partly frozen encoder, still
+    evaluates, predicts and exports from images, with the logits the run's model gives."""
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from balcon.export import export_checkpoint
+
+    run = tmp_path / "run"
+    fit(_config(f"model.finetune={mode}"), photos, run, device="cpu")
+    ckpt = run / "last.pt"
+    assert main(["eval", "--checkpoint", str(ckpt)]) == 0
+    assert main(["predict", "--checkpoint", str(ckpt), "--out", str(tmp_path / "p.csv"),
+                 str(photos / "val")]) == 0
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(rows) == 1 + 8 and "class0" in rows[1]
+    result = export_checkpoint(ckpt, "onnx", out=tmp_path / "model.onnx")
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    model = build_model(_config(f"model.finetune={mode}").model, 4)  # built apart
+    model.load_state_dict(load_checkpoint(ckpt)["model"])
+    model.eval()
+    with torch.no_grad():
+        expected = model.predict(images).numpy()
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: images.numpy()})[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
 def test_bad_settings_name_the_fix(photos: Path):
     with pytest.raises(BalconError, match="model.finetune must be one of full, linear"):
         _config("model.finetune=frozen")
