@@ -166,6 +166,18 @@ def test_fine_tuned_runs_evaluate_predict_and_export(photos: Path, tmp_path: Pat
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
 
+def test_lora_run_resumes_bit_exactly(photos: Path, tmp_path: Path):
+    pytest.importorskip("peft")
+    cfg = _config("model.encoder=timm:test_vit", "model.finetune=lora", epochs=2)
+    fit(cfg, photos, tmp_path / "straight", device="cpu")
+    fit(cfg, photos, tmp_path / "stopped", device="cpu", stop_after=1)
+    resume(tmp_path / "stopped", device="cpu")
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert any(".lora_" in k for k in a["model"]) and a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
 def test_bad_settings_name_the_fix(photos: Path):
     with pytest.raises(BalconError, match="model.finetune must be one of full, linear"):
         _config("model.finetune=frozen")
