@@ -12,6 +12,10 @@
 #   bash benchmarks/cpu_200ep.sh pause     # SIGSTOP the runs (while timing something else)
 #   bash benchmarks/cpu_200ep.sh resume    # SIGCONT them
 #   bash benchmarks/cpu_200ep.sh stop      # SIGTERM: the run writes last.pt and exits 75
+#   bash benchmarks/cpu_200ep.sh report    # balcon report of the saved runs (last.pt) as
+#                                          # benchmarks/results/cpu-200ep/report.png (main's
+#                                          # .venv and headless Chromium; the next save
+#                                          # commits it)
 #
 # The runs use a pinned install: their own clone of this repository at the commit in
 # benchmarks/results/cpu-200ep/COMMIT and their own venv, under $BALCON_200EP_HOME
@@ -133,6 +137,21 @@ status() {
   return 0
 }
 
+report() {  # the saved runs' report page as a PNG, made from copies (its caches stay out)
+  local tmp dirs=""
+  tmp=$(mktemp -d)
+  for m in $methods; do
+    [ -f "$saved/$m/last.pt" ] && cp -r "$saved/$m" "$tmp/$m" && dirs="$dirs $tmp/$m"
+  done
+  [ -n "$dirs" ] || { echo "nothing saved under $saved"; return 1; }
+  # shellcheck disable=SC2086
+  PATH="$repo/.venv/bin:$PATH" bash "$repo/benchmarks/report_screenshot.sh" \
+    "$tmp/report.png" 1800 $dirs --checkpoint last --data-dir "$data"
+  cp "$tmp/report.png" "$saved/report.png"
+  rm -rf "$tmp"
+  echo "wrote $saved/report.png"
+}
+
 case "${1:-}" in
   start)
     if pid=$(driver_pid); then echo "already running (process group $pid)"; exit 0; fi
@@ -147,6 +166,7 @@ case "${1:-}" in
   _drive) drive ;;
   save) save ;;
   status) status ;;
+  report) report ;;
   pause) pid=$(driver_pid) && kill -STOP -- "-$pid" && echo "paused $pid" ;;
   resume) pid=$(driver_pid) && kill -CONT -- "-$pid" && echo "resumed $pid" ;;
   stop)
@@ -156,5 +176,5 @@ case "${1:-}" in
     while kill -0 "$pid" 2>/dev/null; do sleep 1; done
     echo "stopped"
     ;;
-  *) sed -n '2,21p' "$0"; exit 2 ;;
+  *) sed -n '2,25p' "$0"; exit 2 ;;
 esac
