@@ -187,3 +187,17 @@ def test_bad_settings_name_the_fix(photos: Path):
     cfg = _config("model.finetune=lora")
     with pytest.raises(BalconError, match="adapts a ViT's attention and MLP layers"):
         apply_finetune(build_model(cfg.model, 4), cfg.model)
+
+
+def test_missing_peft_is_named_before_the_data_is_read(tmp_path: Path, monkeypatch,
+                                                       capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # import peft raises ImportError
+    code = main(["train", "--preset", "imagefolder-finetune", "--data-dir",
+                 str(tmp_path / "absent"), "--out", str(tmp_path / "run"),
+                 *[a for o in [*TINY, "model.encoder=timm:test_vit", "model.finetune=lora"]
+                   for a in ("--set", o)]])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs peft: pip install 'balcon[lora]'" in err
+    assert "absent" not in err and "Traceback" not in err

@@ -42,7 +42,7 @@ from balcon.engine.loaders import eval_loader, loader_options
 from balcon.engine.steps import Objective, make_objective, predict
 from balcon.errors import BalconError, Preempted, RankError, one_line
 from balcon.models import BCLModel, build_model, load_pretrained
-from balcon.models.finetune import apply_finetune
+from balcon.models.finetune import apply_finetune, check_finetune
 
 __all__ = ["EpochProgress", "Trainer", "own_errors", "prepare"]
 
@@ -146,6 +146,7 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
         raise BalconError(f"{source} trains in fp16 ({reason}), which needs CUDA; resume "
                           "it on a CUDA device")
     check_precision(dev, precision)
+    check_finetune(cfg.model)
     local_batch = _local_batch(cfg, ctx)
     splits = _load_data(cfg, data_dir, ctx, download)
     if resume is not None:

@@ -24,7 +24,7 @@ from torch import nn
 from balcon.config import ModelConfig
 from balcon.errors import BalconError
 
-__all__ = ["apply_finetune", "encoder_blocks", "merge_lora"]
+__all__ = ["apply_finetune", "check_finetune", "encoder_blocks", "merge_lora"]
 
 #: The linear layers LoRA adapts in a timm ViT: its blocks' attention and MLP.
 LORA_TARGETS = r".*blocks\.\d+\..*\.(qkv|proj|fc1|fc2)$"
@@ -56,13 +56,21 @@ def _frozen_names(encoder: nn.Module, cfg: ModelConfig) -> set[str]:
     return set()
 
 
+def check_finetune(cfg: ModelConfig) -> None:
+    """Refuse, before any data is read, a mode whose library is missing (LoRA's peft)."""
+    if cfg.finetune == "lora":
+        try:
+            import peft  # noqa: F401
+        except ImportError:
+            raise BalconError("model.finetune=lora needs peft: pip install 'balcon[lora]'") \
+                from None
+
+
 def _add_lora(encoder: nn.Module, cfg: ModelConfig) -> nn.Module:
-    try:
-        from peft import LoraConfig, inject_adapter_in_model
-    except ImportError:
-        raise BalconError("model.finetune=lora needs peft: pip install 'balcon[lora]'") \
-            from None
+    check_finetune(cfg)
     import re
+
+    from peft import LoraConfig, inject_adapter_in_model
 
     if not any(re.fullmatch(LORA_TARGETS, n) for n, m in encoder.named_modules()
                if isinstance(m, nn.Linear)):
