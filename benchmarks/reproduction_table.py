@@ -4,7 +4,7 @@ A finished run gives its summary (last and best epoch on the test split); a run 
 its deadline gives the last line of its metrics.jsonl (its "epochs" column says how far
 it got). Wall time is what the script measured around the run (OUT/METHOD.seconds).
 
-    python benchmarks/reproduction_table.py OUT
+    python benchmarks/reproduction_table.py OUT [PRESET]
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import json
 import sys
 from pathlib import Path
 
-#: CIFAR-10-LT, imbalance 100, ResNet-32, 200 epochs: top-1 in the BCL paper (Table 1).
-PAPER = {"bcl": 84.3}
+#: ResNet-32, 200 epochs: BCL's top-1 in the BCL paper (Table 1), per preset.
+PAPER = {"cifar10-lt-r100": {"bcl": 84.3}, "cifar100-lt-r100": {"bcl": 51.9}}
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def row(out: Path, method: str) -> str | None:
+def row(out: Path, method: str, paper: dict[str, float]) -> str | None:
     run = out / method
     seconds = out / f"{method}.seconds"
     wall = f"{float(seconds.read_text()):.0f} s" if seconds.is_file() else "-"
@@ -38,15 +38,16 @@ def row(out: Path, method: str) -> str | None:
     else:
         if not seconds.is_file():
             return None
-        return f"| {method} | {PAPER.get(method, '-')} | - | - | - | - | - | 0 | {wall} |"
-    return (f"| {method} | {PAPER.get(method, '-')} | {_fmt(last['top1'])} | "
+        return f"| {method} | {paper.get(method, '-')} | - | - | - | - | - | 0 | {wall} |"
+    return (f"| {method} | {paper.get(method, '-')} | {_fmt(last['top1'])} | "
             f"{_fmt(best['top1'])} (epoch {best['epoch']}) | {_fmt(last['many'])} | "
             f"{_fmt(last['medium'])} | {_fmt(last['few'])} | {epochs} | {wall} |")
 
 
 def main() -> None:
     out = Path(sys.argv[1])
-    rows = [r for m in ("bcl", "la", "ce") if (r := row(out, m)) is not None]
+    paper = PAPER.get(sys.argv[2] if len(sys.argv) > 2 else "cifar10-lt-r100", {})
+    rows = [r for m in ("bcl", "la", "ce") if (r := row(out, m, paper)) is not None]
     print("| method | paper top-1 | last top-1 | best top-1 | many | medium | few | epochs "
           "| wall time |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
