@@ -32,7 +32,7 @@ FOLDER = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 def _webp(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="WEBP", lossless=True, quality=100, method=6)
+    Image.fromarray(pixels).save(buf, format="WEBP", lossless=True, quality=100, method=2)
     return buf.getvalue()
 
 
