@@ -12,6 +12,9 @@
 #   bash benchmarks/cpu_200ep.sh pause     # SIGSTOP the runs (while timing something else)
 #   bash benchmarks/cpu_200ep.sh resume    # SIGCONT them
 #   bash benchmarks/cpu_200ep.sh stop      # SIGTERM: the run writes last.pt and exits 75
+#   bash benchmarks/cpu_200ep.sh table     # the results table of the saved runs: top-1,
+#                                          # many / medium / few, training time per machine
+#                                          # (machines.log: `start` notes each session's CPU)
 #   bash benchmarks/cpu_200ep.sh report    # balcon report of the saved runs (last.pt) as
 #                                          # benchmarks/results/cpu-200ep/report.png (main's
 #                                          # .venv and headless Chromium; the next save
@@ -90,6 +93,11 @@ drive() {  # the background loop: each method in turn, continued until it finish
   done
 }
 
+record_machine() {  # one line per session in machines.log: when, and on which CPU
+  printf '%s\t%s\n' "$(date -Is)" "$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1])
+import machine; print(machine.describe_cpu())' "$repo/benchmarks")" >> "$saved/machines.log"
+}
+
 driver_pid() {  # the background loop's PID (its process group) when it runs
   local pid
   pid=$(cat "$home/drive.pid" 2>/dev/null) || return 1
@@ -157,6 +165,7 @@ case "${1:-}" in
     if pid=$(driver_pid); then echo "already running (process group $pid)"; exit 0; fi
     install
     unpack
+    record_machine
     mkdir -p "$runs"
     rm -f "$home/drive.pid"
     setsid nohup nice -n 19 bash "$0" _drive >> "$home/drive.log" 2>&1 < /dev/null &
@@ -167,6 +176,7 @@ case "${1:-}" in
   save) save ;;
   status) status ;;
   report) report ;;
+  table) python3 "$repo/benchmarks/cpu_200ep_table.py" "$saved" ;;
   pause) pid=$(driver_pid) && kill -STOP -- "-$pid" && echo "paused $pid" ;;
   resume) pid=$(driver_pid) && kill -CONT -- "-$pid" && echo "resumed $pid" ;;
   stop)
@@ -176,5 +186,5 @@ case "${1:-}" in
     while kill -0 "$pid" 2>/dev/null; do sleep 1; done
     echo "stopped"
     ;;
-  *) sed -n '2,25p' "$0"; exit 2 ;;
+  *) sed -n '2,28p' "$0"; exit 2 ;;
 esac

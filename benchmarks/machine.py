@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -30,3 +31,18 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def describe_cpu() -> str:
+    """One line naming this CPU for a timing: cores, model, family and model numbers (they
+    tell AMD's Zen generations apart where the model name is just "AMD EPYC"), flags."""
+    ids = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model") and key.strip() not in ids:
+                ids[key.strip()] = value.strip()
+    except OSError:
+        pass
+    family = f", family {ids['cpu family']} model {ids['model']}" if len(ids) == 2 else ""
+    return f"{os.cpu_count()}-vCPU {cpu_model()}{family}; {cpu_flags()}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import pickle
 import sys
 from pathlib import Path
@@ -61,3 +62,30 @@ def test_finetune_memory_measures_each_mode(bench_module, tmp_path):
     assert linear["step_s"] is None  # LA on a frozen encoder steps on cached features
     text = tool.table(rows, args)
     assert "| lora | bcl | 3 |" in text and "cached features" in text
+
+
+def test_cpu_200ep_table_puts_each_epoch_on_its_machine(bench_module, tmp_path, capsys,
+                                                        monkeypatch):
+    tool = bench_module("cpu_200ep_table")
+    run = tmp_path / "la"
+    run.mkdir()
+    line = ("{} epoch {}/200 lr 0.15 loss 2.0 (cls 2.0, con -) train-acc 40.00 160 img/s "
+            "{}s (data wait 2%)")
+    (run / "train.log").write_text("\n".join([
+        line.format("2026-12-03 12:00:00", 1, "70.0"),
+        line.format("2026-12-03 12:01:10", 2, "74.0"),  # a stop inside epoch 3, redone:
+        line.format("2026-12-04 16:06:00", 3, "46.0"),
+        "2026-12-04 16:06:10 eval epoch 3 on test: top1 5.00",
+        line.format("2026-12-04 16:07:00", 3, "45.0"),
+    ]) + "\n")
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(
+        {"epoch": e, "top1": t, "many": 1.0, "medium": 2.0, "few": 3.0})
+        for e, t in ((2, 9.0), (3, 7.5))) + "\n")
+    (tmp_path / "machines.log").write_text(
+        "2026-12-03T11:50:00+00:00\tCPU A; flags a\n2026-12-04T16:05:00+00:00\tCPU B; flags b\n")
+    monkeypatch.setattr(sys, "argv", ["cpu_200ep_table.py", str(tmp_path)])
+    tool.main()
+    row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| la"))
+    assert "| la | 3 | 7.50 (3) | 9.00 (2) | 1.00 | 2.00 | 3.00 |" in row
+    assert "CPU A: 2, 72.0 s; CPU B: 1, 45.0 s" in row  # epoch 3 once, its last line
+    assert f"{(70 + 74 + 45) / 3600:.1f} h" in row

@@ -1,0 +1,101 @@
+"""The table of the 200-epoch CPU runs, from their saved copies and the machines they ran on.
+
+    python benchmarks/cpu_200ep_table.py [SAVED_DIR]   # default benchmarks/results/cpu-200ep
+
+For each method under SAVED_DIR (``la``, ``bcl``): epochs done, top-1 at the last
+evaluated epoch and the best, many / medium / few, and the training time, both summed
+over all epochs and per machine. The runs cross sessions and machines, so "wall time"
+is the sum of the epochs' own seconds (``train.log``), and each epoch is put on the
+machine that ``SAVED_DIR/machines.log`` names for the session it ran in (the last entry
+at or before the epoch's time; ``cpu_200ep.sh start`` appends one per session; the
+table names it by the part before its first ";"). An
+epoch's seconds include any foreground work of that session; the median is the
+idle-machine figure to quote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from datetime import datetime
+from pathlib import Path
+
+EPOCH = re.compile(r"^(\S+ \S+) epoch (\d+)/(\d+) .* ([\d.]+)s \(data wait")
+PAPER = "paper BCL 51.9 (53.9 on the leaderboard); ProCo 52.8"
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("T", " ")[:19])
+
+
+def machines(saved: Path) -> list[tuple[datetime, str]]:
+    """(since, machine) entries of machines.log: ``ISO-TIME<TAB>description`` lines."""
+    path = saved / "machines.log"
+    if not path.is_file():
+        return []
+    rows = [line.split("\t", 1) for line in path.read_text().splitlines() if "\t" in line]
+    return sorted((_time(t), m.strip()) for t, m in rows)
+
+
+def epochs(log: Path) -> dict[int, tuple[datetime, float]]:
+    """Epoch -> (end time, seconds) from a train.log; a repeated epoch (redone after a
+    stop inside it) keeps its last, complete, line."""
+    out = {}
+    for line in log.read_text().splitlines():
+        m = EPOCH.match(line)
+        if m:
+            out[int(m.group(2))] = (_time(m.group(1)), float(m.group(4)))
+    return out
+
+
+def result(run: Path) -> tuple[dict | None, dict | None]:
+    """(last, best) evaluation: summary.json's when finished, else metrics.jsonl's."""
+    summary = run / "summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        if s.get("finished"):
+            return s["last"], s["best"]
+    path = run / "metrics.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] \
+        if path.is_file() else []
+    rows = [r for r in rows if r.get("top1") is not None]
+    if not rows:
+        return None, None
+    return rows[-1], max(rows, key=lambda r: r["top1"])
+
+
+def main() -> None:
+    saved = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/cpu-200ep")
+    known = machines(saved)
+    print("| method | epochs | top-1 (epoch) | best top-1 (epoch) | many | medium | few | "
+          "training time, summed | per machine: epochs, median s / epoch |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for method in ("la", "bcl"):
+        run = saved / method
+        if not (run / "train.log").is_file():
+            continue
+        done = epochs(run / "train.log")
+        last, best = result(run)
+        per: dict[str, list[float]] = {}
+        for end, seconds in done.values():
+            where = [m for since, m in known if since <= end]
+            name = where[-1].split(";")[0] if where else "machine not recorded"
+            per.setdefault(name, []).append(seconds)
+        split = "; ".join(f"{name}: {len(s)}, {statistics.median(s):.1f} s"
+                          for name, s in per.items())
+        hours = sum(s for _, s in done.values()) / 3600
+
+        def cell(r: dict | None, key: str) -> str:
+            return "-" if r is None else f"{r[key]:.2f}"
+
+        top = "-" if last is None else f"{last['top1']:.2f} ({last['epoch']})"
+        top_best = "-" if best is None else f"{best['top1']:.2f} ({best['epoch']})"
+        print(f"| {method} | {max(done, default=0)} | {top} | {top_best} | {cell(last, 'many')}"
+              f" | {cell(last, 'medium')} | {cell(last, 'few')} | {hours:.1f} h | {split} |")
+    print(f"\n{PAPER}")
+
+
+if __name__ == "__main__":
+    main()
