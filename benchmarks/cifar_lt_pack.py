@@ -8,11 +8,14 @@ position present, the unselected images as black placeholders: the selection
 images it picks from the full set, and the run is the same command on the same pixels.
 
     python benchmarks/cifar_lt_pack.py pack DATA_DIR PACK [--preset cifar100-lt-r100]
-    python benchmarks/cifar_lt_pack.py unpack PACK DATA_DIR
+    python benchmarks/cifar_lt_pack.py unpack PACK DATA_DIR [--preset cifar100-lt-r100]
 
 ``pack`` needs balcon (the preset's imbalance and seed) and checks its own work: it
 unpacks into a temporary folder and asserts that balcon selects bit-identical training
-images and test images there as from DATA_DIR. ``unpack`` needs only numpy and Pillow.
+images and test images there as from DATA_DIR. ``unpack`` needs only numpy and Pillow;
+with ``--preset`` it refuses a pack made for another preset. Only that preset's subset
+is real: a run with another ``data.imbalance`` or ``data.subsample_seed`` would pick
+black placeholders (``reproduce_cifar.sh`` refuses such overrides with a pack).
 """
 
 from __future__ import annotations
@@ -88,8 +91,12 @@ def _pickle_batch(pixels: np.ndarray, labels: np.ndarray, dataset: str) -> dict:
     return {"data": flat, key: labels.tolist()}
 
 
-def unpack(pack_path: Path, data_dir: Path) -> None:
+def unpack(pack_path: Path, data_dir: Path, preset: str | None = None) -> None:
     obj = pickle.loads(pack_path.read_bytes())
+    if preset is not None and preset != obj["preset"]:
+        # its unselected images are black: another imbalance or seed would train on them
+        sys.exit(f"{pack_path} holds the subset of {obj['preset']}, not {preset}: make a "
+                 f"pack for {preset} (cifar_lt_pack.py pack DATA_DIR PACK --preset {preset})")
     dataset, names = obj["dataset"], obj["class_names"]
     labels = obj["train_labels"]
     train = np.zeros((len(labels), 32, 32, 3), dtype=np.uint8)  # black placeholders
@@ -126,11 +133,12 @@ def main() -> None:
     u = sub.add_parser("unpack", help="PACK -> DATA_DIR/<torchvision's pickle folder>")
     u.add_argument("pack", type=Path)
     u.add_argument("data_dir", type=Path)
+    u.add_argument("--preset", help="refuse a pack made for another preset")
     a = ap.parse_args()
     if a.verb == "pack":
         pack(a.data_dir, a.pack, a.preset)
     else:
-        unpack(a.pack, a.data_dir)
+        unpack(a.pack, a.data_dir, a.preset)
 
 
 if __name__ == "__main__":

@@ -94,8 +94,11 @@ drive() {  # the background loop: each method in turn, continued until it finish
 }
 
 record_machine() {  # one line per session in machines.log: when, and on which CPU
-  printf '%s\t%s\n' "$(date -Is)" "$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1])
-import machine; print(machine.describe_cpu())' "$repo/benchmarks")" >> "$saved/machines.log"
+  local cpu
+  cpu=$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1])
+import machine; print(machine.describe_cpu())' "$repo/benchmarks" 2>/dev/null) ||
+    cpu="$(nproc)-vCPU $(lscpu | sed -n 's/^Model name: *//p' | head -n 1)"
+  printf '%s\t%s\n' "$(date -Is)" "${cpu:-unknown CPU}" >> "$saved/machines.log"
 }
 
 driver_pid() {  # the background loop's PID (its process group) when it runs

@@ -27,7 +27,10 @@ PAPER = "paper BCL 51.9 (53.9 on the leaderboard); ProCo 52.8"
 
 
 def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("T", " ")[:19])
+    """A naive local time: train.log's own, or machines.log's ISO time with its offset
+    converted to this machine's zone (where both logs were written)."""
+    when = datetime.fromisoformat(text.strip())
+    return when.astimezone().replace(tzinfo=None) if when.tzinfo else when
 
 
 def machines(saved: Path) -> list[tuple[datetime, str]]:

@@ -7,8 +7,11 @@ prepared by balcon itself (``balcon.engine.prepare``), and balcon's training ste
 (``balcon.engine.steps.train_step``) runs on resident random batches of the preset's
 shape (``bench_epoch.resident``: no view making, so the numbers are the model's). Peak
 memory is ``torch.cuda.max_memory_allocated`` over the timed steps, from a reset after
-the model and optimiser were built (the weights count, the data loader does not). On a
-CPU the memory column is "-", which makes the script testable anywhere.
+the model and optimiser were built (the weights count, the data loader does not); the
+column beside it is what was allocated at that reset, after a garbage collection, so a
+row that inherited an earlier row's tensors shows it (the 2026-12-04 table predates that
+column; its last row, 1.48 GiB, bounds what could have been left over). On a CPU both
+memory columns are "-": there the script's rows test its steps, not its memory.
 
     python benchmarks/finetune_memory.py [--encoder timm:NAME] [--size 224]
         [--modes full,partial,lora,linear] [--methods la,bcl] [--batch 64]
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import platform
 import sys
 import tempfile
@@ -63,19 +67,23 @@ def measure_one(args: argparse.Namespace, data_dir: Path, mode: str, method: str
     params = sum(p.numel() for p in run.model.parameters())
     trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
     row = {"mode": mode, "method": method, "views": views, "params": params,
-           "trainable": trainable, "precision": run.precision, "peak_gib": None, "step_s": None}
+           "trainable": trainable, "precision": run.precision, "peak_gib": None,
+           "before_gib": None, "step_s": None}
     if cached:  # balcon steps on cached features here: nothing of the encoder's to measure
         return row
     device = run.device
-    if device.type == "cuda":
+    if device.type == "cuda":  # what earlier rows left behind must not count here
+        gc.collect()
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+        row["before_gib"] = torch.cuda.memory_allocated(device) / 2**30
     source = resident(run, args.batch, views)
     row["step_s"] = time_steps(run, source, args.steps, args.warmup, run.precision, False)
     if device.type == "cuda":
         row["peak_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     del run, source
     if device.type == "cuda":
+        gc.collect()
         torch.cuda.empty_cache()
     return row
 
@@ -86,12 +94,14 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
             f"{platform.python_version()}; {args.encoder} (random init) at {args.size} px, "
             f"batch {args.batch} per view, mean of {args.steps} steps after {args.warmup}")
     lines = ["| mode | method | views | trainable / all params | precision | peak memory "
-             "(GiB) | s / step |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "(GiB) | of it before the steps | s / step |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
+        peak, before = ("-" if r[k] is None else f"{r[k]:.2f}" for k in ("peak_gib",
+                                                                          "before_gib"))
         step = "cached features" if r["step_s"] is None else f"{r['step_s']:.3f}"
         lines.append(f"| {r['mode']} | {r['method']} | {r['views']} | {r['trainable']:,} / "
-                     f"{r['params']:,} | {r['precision']} | {peak} | {step} |")
+                     f"{r['params']:,} | {r['precision']} | {peak} | {before} | {step} |")
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 

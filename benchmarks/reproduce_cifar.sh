@@ -19,7 +19,8 @@
 # the paper's float32 (train.precision=off; auto would take bf16 on the GPU). Runs from the
 # source tree (PYTHONPATH=src). Packages the machine lacks (kornia, kornia_rs on the lent
 # H200) travel as wheels in .whl/ (benchmarks/gpu_wheels.sh downloads them); they are
-# installed into /tmp/site first.
+# installed into /tmp/site first. Exits 1 when a run failed (a run cut by its deadline
+# has not), 2 when a .pack does not fit the preset or TRAIN_SET.
 set -u
 data=$1
 out=$2
@@ -34,8 +35,13 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 . benchmarks/gpu_info.sh  # $out/gpu.txt
 if [[ $data == *.pack ]]; then
+  # only the pack's own subset holds real images: refuse what would select others
+  case "${TRAIN_SET:-}" in *data.imbalance*|*data.subsample_seed*|*data.profile*)
+    echo "a .pack holds one preset's subset: drop data.imbalance / subsample_seed / profile" \
+      "from TRAIN_SET, or pass the full data" >&2; exit 2 ;;
+  esac
   unpacked=$(mktemp -d)
-  python3 benchmarks/cifar_lt_pack.py unpack "$data" "$unpacked" || exit 1
+  python3 benchmarks/cifar_lt_pack.py unpack "$data" "$unpacked" --preset "$preset" || exit 2
   data=$unpacked
 fi
 schedule=""
@@ -56,8 +62,11 @@ run() {  # run METHOD LIMIT: one training run under its deadline, its wall time 
   python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$start" \
     "$(date +%s.%N)" > "$out/$method.seconds"
   echo "$method: exit $status after $(cat "$out/$method.seconds") s"
+  # 0 finished, 124 / 75 cut by the deadline (SIGTERM: last.pt written); else it failed
+  case $status in 0|124|75) ;; *) echo "$method" >> "$out/failed" ;; esac
 }
 
+rm -f "$out/failed"
 for method in $methods; do
   if [ "${TOGETHER:-0}" = 1 ]; then
     run "$method" "${RUN_S:-480}" &
@@ -70,4 +79,6 @@ done
 wait
 python3 benchmarks/reproduction_table.py "$out" "$preset" > "$out/table.md"
 cat "$out/table.md"
+# a run that failed (not one its deadline cut) makes the script fail, naming it
+[ -f "$out/failed" ] && { echo "failed: $(tr '\n' ' ' < "$out/failed")" >&2; exit 1; }
 exit 0

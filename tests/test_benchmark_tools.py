@@ -49,7 +49,35 @@ def test_cifar_lt_pack_round_trip_selects_the_same_images(bench_module, cifar10_
     assert np.array_equal(data[first], np.asarray(original["data"])[first])  # lossless
 
 
+def test_cifar100_pack_is_what_the_preset_reads_and_refuses_another_preset(bench_module,
+                                                                          tmp_path):
+    """The branch the GPU runs used: CIFAR-100 pickles, 100 classes (20 train, 1 test each)."""
+    pack_tool = bench_module("cifar_lt_pack")
+    folder = tmp_path / "full" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.RandomState(7)
+    for name, per_class in (("train", 20), ("test", 1)):
+        labels = np.repeat(np.arange(100), per_class)
+        rng.shuffle(labels)
+        pixels = rng.randint(0, 256, (len(labels), 3072)).astype(np.uint8)
+        (folder / name).write_bytes(pickle.dumps(
+            {"data": pixels, "fine_labels": labels.tolist()}, protocol=2))
+    (folder / "meta").write_bytes(pickle.dumps(
+        {"fine_label_names": [f"c{i:02d}" for i in range(100)]}, protocol=2))
+    pack_path = tmp_path / "lt.pack"
+    pack_tool.pack(tmp_path / "full", pack_path, "cifar100-lt-r10")  # asserts the selection
+    out = tmp_path / "unpacked"
+    pack_tool.unpack(pack_path, out, preset="cifar100-lt-r10")
+    assert sorted(p.name for p in (out / "cifar-100-python").iterdir()) == ["meta", "test",
+                                                                            "train"]
+    with pytest.raises(SystemExit, match="holds the subset of cifar100-lt-r10, not "
+                                         "cifar100-lt-r100"):
+        pack_tool.unpack(pack_path, tmp_path / "other", preset="cifar100-lt-r100")
+
+
 def test_finetune_memory_measures_each_mode(bench_module, tmp_path):
+    """Its rows on the CPU: each mode's views, trainable parameters and a timed step
+    (peak memory, the script's measurement, exists only on CUDA)."""
     tool = bench_module("finetune_memory")
     args = argparse.Namespace(encoder="timm:vit_tiny_patch16_224", size=32, batch=2,
                               precision="off", steps=1, warmup=0, device="cpu")
