@@ -26,7 +26,7 @@ data=$1
 out=$2
 epochs=${3:-200}
 preset=${PRESET:-cifar10-lt-r100}
-methods=${METHODS:-bcl la ce}
+methods=${METHODS-bcl la ce}  # set but empty: no training runs (the benchmark alone)
 mkdir -p "$out"
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" > /dev/null; then
