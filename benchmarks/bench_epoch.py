@@ -57,7 +57,7 @@ def _sync(device: torch.device) -> None:
 def time_steps(run, batches, steps: int, warmup: int, precision: str, channels_last: bool,
                model=None) -> float:
     """Mean seconds of one training step over ``steps`` after ``warmup``."""
-    model = model or run.train_model
+    model = model if model is not None else run.train_model
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model.train()
     times = []

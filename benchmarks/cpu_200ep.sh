@@ -82,12 +82,18 @@ drive() {  # the background loop: each method in turn, continued until it finish
       mkdir -p "$runs/$m"
       for f in $files; do [ -f "$saved/$m/$f" ] && cp -p "$saved/$m/$f" "$runs/$m/"; done
     fi
-    echo "$(date -Is) $m: balcon train --continue"
+    # BCL in channels_last (a memory layout, not the recipe; the GPU pair ran so): a BCL
+    # step measured 2.8 s against 3.9-4.8 s in float32 on the Zen 4 (BENCHMARKS.md). LA
+    # started without it (the pinned 0.5.1's default) and keeps its layout.
+    extra=""
+    [ "$m" = bcl ] && extra="--set model.channels_last=true"
+    echo "$(date -Is) $m: balcon train --continue $extra"
     status=0
+    # shellcheck disable=SC2086
     "$src/.venv/bin/balcon" train --preset cifar100-lt-r100 --data-dir "$data" \
       --out "$runs/$m" --continue --set loss.method="$m" --set train.seed=0 \
       --set train.precision=off --set train.eval_every=10 \
-      --set train.checkpoint_minutes=10 || status=$?
+      --set train.checkpoint_minutes=10 $extra || status=$?
     echo "$(date -Is) $m: exit $status"
     [ "$status" -eq 0 ] || exit "$status"
   done
