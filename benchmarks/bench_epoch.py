@@ -10,20 +10,22 @@ losses, backward, SGD) per step, fed by
 - ``floor``: resident random tensors of the same shape (no view making at all), the
   model-only floor the pipelines are measured against;
 
-each in fp32 and bf16 (and, on CUDA, bf16 + channels_last). The three are prepared side
+each in fp32, bf16 and fp32 + channels_last (and, on CUDA, bf16 + channels_last); the
+``--settings`` option keeps some of them. The three are prepared side
 by side and timed in ``--rounds`` interleaved rounds (so a slow spell of a shared machine
 hits all alike); a round is the mean of ``--steps`` timed steps after ``--warmup``
 untimed ones; a row is the median round times the preset's steps per epoch. On CUDA
 every step ends with a synchronisation.
 The data: ``--preset`` (default ``cifar10-lt-r100``) read from ``--data-dir``, the
 method ``--method`` (default ``bcl``: three views). ``--compile`` also times the floor
-and the device pipeline with ``torch.compile`` of the model.
+and the device pipeline with ``train.compile=true`` (the training model under
+``torch.compile``, as a run compiles it).
 
 Command line (from the repository root)::
 
     python benchmarks/bench_epoch.py --data-dir DATA [--preset cifar10-lt-r100]
         [--method bcl] [--steps 4] [--warmup 1] [--rounds 3] [--device cpu|cuda]
-        [--compile] [--out results.md]
+        [--compile] [--settings fp32] [--out results.md]
 
 It prints (and with ``--out`` writes) a markdown table.
 """
@@ -97,12 +99,15 @@ def measure(args: argparse.Namespace) -> list[dict]:
     shared machine hits all three alike; each row is the median round."""
     rows = []
     device = torch.device(args.device)
-    settings = [("fp32", "off", False), ("bf16", "bf16", False)]
+    settings = [("fp32", "off", False), ("bf16", "bf16", False),
+                ("fp32 + channels_last", "off", True)]
     if device.type == "cuda":
         settings.append(("bf16 + channels_last", "bf16", True))
+    if args.settings:
+        settings = [s for s in settings if s[0] in args.settings.split(",")]
     pipelines = ["workers", "device", "floor"]
-    if args.compile:
-        pipelines += ["device + torch.compile", "floor + torch.compile"]
+    if args.compile:  # balcon's train.compile: prepare compiles the training model
+        pipelines += ["device + train.compile", "floor + train.compile"]
     for label, precision, channels_last in settings:
         setups = {}
         for name in pipelines:
@@ -110,13 +115,13 @@ def measure(args: argparse.Namespace) -> list[dict]:
             cfg = apply_overrides(load_preset(args.preset), [
                 f"loss.method={args.method}", f"train.precision={precision}",
                 f"model.channels_last={str(channels_last).lower()}",
-                f"data.pipeline={'device' if base == 'floor' else base}"])
+                f"data.pipeline={'device' if base == 'floor' else base}",
+                f"train.compile={str('compile' in name).lower()}"])
             run = prepare(cfg, args.data_dir, args.device)
             batch, views = run.train_loader.batch_size, run.objective.method.views
             source = (resident(run, batch, views) if base == "floor"
                       else endless(run.train_loader))
-            model = torch.compile(run.train_model) if "compile" in name else None
-            setups[name] = (run, source, model)
+            setups[name] = (run, source, None)
         times: dict[str, list[float]] = {name: [] for name in pipelines}
         for _ in range(args.rounds):
             for name, (run, source, model) in setups.items():
@@ -160,6 +165,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--settings", help="only these precision rows, e.g. fp32 (default: all)")
     p.add_argument("--out")
     args = p.parse_args()
     text = table(measure(args), args)

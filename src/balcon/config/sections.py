@@ -179,6 +179,9 @@ class TrainConfig:
     ``checkpoint_minutes``: minutes between mid-epoch ``last.pt`` writes (null: at epoch
     ends only; a preemption signal always writes one). ``tensorboard``: also write the
     logged scalars to ``RUN_DIR/tensorboard/`` (needs ``pip install 'balcon[tensorboard]'``).
+    ``compile``: train through ``torch.compile`` (the training step's forward and backward;
+    evaluation and checkpoints stay eager). It compiles for a minute or so at the start
+    and again after a resume; on the CPU it needs a C++ compiler.
     """
 
     epochs: int = 200
@@ -189,6 +192,7 @@ class TrainConfig:
     sync_bn: bool = False
     checkpoint_minutes: float | None = 30.0
     tensorboard: bool = False
+    compile: bool = False
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 
 import torch
@@ -26,6 +27,7 @@ from balcon.errors import BalconError
 __all__ = [
     "NATIVE_BF16_ENV",
     "autocast",
+    "check_compile",
     "check_precision",
     "cpu_has_native_bf16",
     "default_num_workers",
@@ -112,6 +114,15 @@ def check_precision(device: torch.device, precision: str) -> None:
     """Refuse a precision the device cannot train with (fp16 needs CUDA)."""
     if precision == "fp16" and device.type != "cuda":
         raise BalconError("train.precision fp16 needs CUDA; use auto, bf16 or off on the CPU")
+
+
+def check_compile(device: torch.device) -> None:
+    """Refuse ``train.compile`` where it cannot work: on the CPU, ``torch.compile`` writes
+    C++ and needs a compiler (checked before any data is read)."""
+    compilers = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
+    if device.type == "cpu" and not any(c and shutil.which(c) for c in compilers):
+        raise BalconError("train.compile=true on the CPU needs a C++ compiler (g++ or "
+                          "clang++, or CXX set to one): install one or set train.compile=false")
 
 
 def inference_precision(device: torch.device, precision: str) -> str:

@@ -29,7 +29,12 @@ from balcon.data import (
     make_train_dataset,
 )
 from balcon.data.device_views import DeviceLoader, DeviceViews, fits_on, resolve_pipeline
-from balcon.engine.device import check_precision, make_grad_scaler, run_precision
+from balcon.engine.device import (
+    check_compile,
+    check_precision,
+    make_grad_scaler,
+    run_precision,
+)
 from balcon.engine.distributed import (
     DistContext,
     ddp_wrap,
@@ -147,6 +152,8 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
                           "it on a CUDA device")
     check_precision(dev, precision)
     check_finetune(cfg.model)
+    if cfg.train.compile:
+        check_compile(dev)
     local_batch = _local_batch(cfg, ctx)
     splits = _load_data(cfg, data_dir, ctx, download)
     if resume is not None:
@@ -174,6 +181,10 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
     # DDP copies rank 0's weights (pretrained or resumed) to every rank
     if ctx.enabled:
         t.train_model = ddp_wrap(model, dev, objective.method)
+    if cfg.train.compile:  # the training step only: eval and checkpoints use ``model``
+        # one graph per batch shape (a smaller last batch gets its own): a resumed run
+        # then runs the same kernels as the run it continues, so it resumes bit-exactly
+        t.train_model = torch.compile(t.train_model, dynamic=False)
     return t
 
 

@@ -169,6 +169,8 @@ def _log_start(t: Trainer, run_dir: Path) -> None:
         LOG.info("precision: %s (%s)", t.precision, t.precision_reason)
     if emulated:
         LOG.warning("warning: %s", emulated)
+    if cfg.train.compile:
+        LOG.info("training step compiled with torch.compile (the first steps compile)")
     if t.start_epoch == 0:
         _log_data(t)
 
