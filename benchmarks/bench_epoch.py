@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from machine import cpu_model  # noqa: E402  benchmarks/machine.py, beside this script
+from machine import describe_cpu  # noqa: E402  benchmarks/machine.py, beside this script
 
 from balcon.config import apply_overrides  # noqa: E402
 from balcon.engine.prepare import prepare  # noqa: E402
@@ -147,7 +147,8 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     for r in rows:
         lines.append(f"| {r['setting']} | {r['pipeline']} | {r['epoch_s']:.2f} | "
                      f"{r['images_s']:.0f} | {r['epoch_s'] / floors[r['setting']]:.2f} |")
-    device = (torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_model())
+    device = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+              else describe_cpu())
     head = (f"bench_epoch.py, {datetime.date.today()}, {device}, torch {torch.__version__}, "
             f"{platform.python_version()}; preset {args.preset}, method {args.method}, "
             f"median of {args.rounds} interleaved rounds of {args.steps} timed steps after "

@@ -37,7 +37,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from bench_epoch import resident, time_steps  # noqa: E402  beside this script
-from machine import cpu_model  # noqa: E402
+from machine import describe_cpu  # noqa: E402
 
 from balcon.config import apply_overrides  # noqa: E402
 from balcon.engine.prepare import prepare  # noqa: E402
@@ -89,7 +89,7 @@ def measure_one(args: argparse.Namespace, data_dir: Path, mode: str, method: str
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_model()
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else describe_cpu()
     head = (f"finetune_memory.py, {datetime.date.today()}, {device}, torch {torch.__version__}, "
             f"{platform.python_version()}; {args.encoder} (random init) at {args.size} px, "
             f"batch {args.batch} per view, mean of {args.steps} steps after {args.warmup}")
