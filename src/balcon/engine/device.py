@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -27,6 +28,7 @@ from balcon.errors import BalconError
 __all__ = [
     "NATIVE_BF16_ENV",
     "autocast",
+    "can_compile",
     "check_compile",
     "check_precision",
     "cpu_has_native_bf16",
@@ -116,13 +118,23 @@ def check_precision(device: torch.device, precision: str) -> None:
         raise BalconError("train.precision fp16 needs CUDA; use auto, bf16 or off on the CPU")
 
 
+def can_compile(device: torch.device) -> bool:
+    """Whether ``torch.compile`` can build here: on the CPU it writes C++ and runs the
+    compiler torch looks for (``$CXX`` if set, else ``clang++`` on macOS, ``g++``
+    elsewhere)."""
+    if device.type != "cpu":
+        return True
+    default = "clang++" if sys.platform == "darwin" else "g++"
+    compiler = (os.environ.get("CXX") or default).split()
+    return bool(compiler) and shutil.which(compiler[0]) is not None
+
+
 def check_compile(device: torch.device) -> None:
-    """Refuse ``train.compile`` where it cannot work: on the CPU, ``torch.compile`` writes
-    C++ and needs a compiler (checked before any data is read)."""
-    compilers = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
-    if device.type == "cpu" and not any(c and shutil.which(c) for c in compilers):
-        raise BalconError("train.compile=true on the CPU needs a C++ compiler (g++ or "
-                          "clang++, or CXX set to one): install one or set train.compile=false")
+    """Refuse a new run with ``train.compile`` where it cannot build (before any data is
+    read); a resumed one trains eagerly instead (``prepare``)."""
+    if not can_compile(device):
+        raise BalconError("train.compile=true on the CPU needs the C++ compiler torch uses "
+                          "($CXX, else g++): install it or set train.compile=false")
 
 
 def inference_precision(device: torch.device, precision: str) -> str:

@@ -30,6 +30,7 @@ from balcon.data import (
 )
 from balcon.data.device_views import DeviceLoader, DeviceViews, fits_on, resolve_pipeline
 from balcon.engine.device import (
+    can_compile,
     check_compile,
     check_precision,
     make_grad_scaler,
@@ -89,6 +90,8 @@ class Trainer:
     start_epoch: int = 0  # epochs already done
     #: how the encoder's pretrained weights were loaded (new runs with model.pretrained)
     pretrained_note: str | None = None
+    #: whether ``train_model`` is compiled (``train.compile`` where a compiler is found)
+    compiled: bool = False
     #: the interrupted part of epoch ``start_epoch`` (a resume mid-epoch)
     progress: EpochProgress | None = None
 
@@ -152,7 +155,7 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
                           "it on a CUDA device")
     check_precision(dev, precision)
     check_finetune(cfg.model)
-    if cfg.train.compile:
+    if cfg.train.compile and resume is None:
         check_compile(dev)
     local_batch = _local_batch(cfg, ctx)
     splits = _load_data(cfg, data_dir, ctx, download)
@@ -181,10 +184,13 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
     # DDP copies rank 0's weights (pretrained or resumed) to every rank
     if ctx.enabled:
         t.train_model = ddp_wrap(model, dev, objective.method)
-    if cfg.train.compile:  # the training step only: eval and checkpoints use ``model``
-        # one graph per batch shape (a smaller last batch gets its own): a resumed run
-        # then runs the same kernels as the run it continues, so it resumes bit-exactly
+    # the training step only (eval and checkpoints use ``model``); one graph per batch
+    # shape (a smaller last batch gets its own), so a resumed run runs the same kernels
+    # as the run it continues. A compiled run resumed where nothing can compile trains
+    # eagerly (its config cannot change on resume; _log_start warns).
+    if cfg.train.compile and can_compile(dev):
         t.train_model = torch.compile(t.train_model, dynamic=False)
+        t.compiled = True
     return t
 
 

@@ -169,8 +169,11 @@ def _log_start(t: Trainer, run_dir: Path) -> None:
         LOG.info("precision: %s (%s)", t.precision, t.precision_reason)
     if emulated:
         LOG.warning("warning: %s", emulated)
-    if cfg.train.compile:
+    if t.compiled:
         LOG.info("training step compiled with torch.compile (the first steps compile)")
+    elif cfg.train.compile:
+        LOG.warning("warning: train.compile: no C++ compiler for torch.compile here; this "
+                    "resumed run trains eagerly (the same math, rounded differently)")
     if t.start_epoch == 0:
         _log_data(t)
 
