@@ -181,17 +181,23 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
                             persistent=True), precision, reason, pretrained_note=note)
     if resume is not None:
         _restore(resume, t, source)
-    # DDP copies rank 0's weights (pretrained or resumed) to every rank
-    if ctx.enabled:
-        t.train_model = ddp_wrap(model, dev, objective.method)
-    # the training step only (eval and checkpoints use ``model``); one graph per batch
-    # shape (a smaller last batch gets its own), so a resumed run runs the same kernels
-    # as the run it continues. A compiled run resumed where nothing can compile trains
-    # eagerly (its config cannot change on resume; _log_start warns).
-    if cfg.train.compile and can_compile(dev):
+    _wrap_for_training(t)
+    return t
+
+
+def _wrap_for_training(t: Trainer) -> None:
+    """What the training step calls: the model in DDP (several processes; DDP copies rank
+    0's weights, pretrained or resumed, to every rank), then under ``torch.compile``
+    (``train.compile``). ``t.model`` stays plain: evaluation and checkpoints use it."""
+    if t.ctx.enabled:
+        t.train_model = ddp_wrap(t.model, t.device, t.objective.method)
+    # one graph per batch shape (a smaller last batch gets its own), so a resumed run
+    # runs the same kernels as the run it continues. A compiled run resumed where
+    # nothing can compile trains eagerly (its config cannot change on resume; the run's
+    # log warns).
+    if t.cfg.train.compile and can_compile(t.device):
         t.train_model = torch.compile(t.train_model, dynamic=False)
         t.compiled = True
-    return t
 
 
 def _local_batch(cfg: Config, ctx: DistContext) -> int:
