@@ -3,14 +3,17 @@
     python benchmarks/cpu_200ep_table.py [SAVED_DIR]   # default benchmarks/results/cpu-200ep
 
 For each method under SAVED_DIR (``la``, ``bcl``): epochs done, top-1 at the last
-evaluated epoch and the best, many / medium / few, and the training time, both summed
-over all epochs and per machine. The runs cross sessions and machines, so "wall time"
-is the sum of the epochs' own seconds (``train.log``), and each epoch is put on the
-machine that ``SAVED_DIR/machines.log`` names for the session it ran in (the last entry
-at or before the epoch's time; ``cpu_200ep.sh start`` appends one per session; the
-table names it by the part before its first ";"). An
-epoch's seconds include any foreground work of that session; the median is the
-idle-machine figure to quote.
+evaluated epoch and the best, many / medium / few, and the training time. The runs
+cross sessions and machines, so time comes from the epochs' own seconds (``train.log``),
+and each epoch is put on the machine that ``SAVED_DIR/machines.log`` names for the
+session it ran in (the last entry at or before the epoch's time; ``cpu_200ep.sh start``
+appends one per session; the table names it by the part before its first ";").
+
+An epoch's seconds include whatever else that session did: foreground work, a
+``pause`` (SIGSTOP), and for an epoch cut by a session's end, the hours until the next
+session continued it. So the table gives two figures: the idle-machine time (each
+machine's epochs times its median epoch, summed: the figure to quote) and the raw sum
+of the epochs' seconds.
 """
 
 from __future__ import annotations
@@ -73,8 +76,8 @@ def main() -> None:
     saved = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/cpu-200ep")
     known = machines(saved)
     print("| method | epochs | top-1 (epoch) | best top-1 (epoch) | many | medium | few | "
-          "training time, summed | per machine: epochs, median s / epoch |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "idle-machine time | epoch seconds summed | per machine: epochs, median s / epoch |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for method in ("la", "bcl"):
         run = saved / method
         if not (run / "train.log").is_file():
@@ -88,6 +91,7 @@ def main() -> None:
             per.setdefault(name, []).append(seconds)
         split = "; ".join(f"{name}: {len(s)}, {statistics.median(s):.1f} s"
                           for name, s in per.items())
+        idle = sum(len(s) * statistics.median(s) for s in per.values()) / 3600
         hours = sum(s for _, s in done.values()) / 3600
 
         def cell(r: dict | None, key: str) -> str:
@@ -96,7 +100,8 @@ def main() -> None:
         top = "-" if last is None else f"{last['top1']:.2f} ({last['epoch']})"
         top_best = "-" if best is None else f"{best['top1']:.2f} ({best['epoch']})"
         print(f"| {method} | {max(done, default=0)} | {top} | {top_best} | {cell(last, 'many')}"
-              f" | {cell(last, 'medium')} | {cell(last, 'few')} | {hours:.1f} h | {split} |")
+              f" | {cell(last, 'medium')} | {cell(last, 'few')} | {idle:.1f} h | {hours:.1f} h"
+              f" | {split} |")
     print(f"\n{PAPER}")
 
 

@@ -101,19 +101,22 @@ def test_cpu_200ep_table_puts_each_epoch_on_its_machine(bench_module, tmp_path, 
             "{}s (data wait 2%)")
     (run / "train.log").write_text("\n".join([
         line.format("2026-12-03 12:00:00", 1, "70.0"),
-        line.format("2026-12-03 12:01:10", 2, "74.0"),  # a stop inside epoch 3, redone:
-        line.format("2026-12-04 16:06:00", 3, "46.0"),
-        "2026-12-04 16:06:10 eval epoch 3 on test: top1 5.00",
-        line.format("2026-12-04 16:07:00", 3, "45.0"),
+        line.format("2026-12-03 12:01:10", 2, "74.0"),
+        line.format("2026-12-03 14:01:10", 3, "7200.0"),  # paused two hours inside it
+        line.format("2026-12-04 16:06:00", 4, "46.0"),  # a stop inside epoch 4, redone:
+        "2026-12-04 16:06:10 eval epoch 4 on test: top1 5.00",
+        line.format("2026-12-04 16:07:00", 4, "45.0"),
     ]) + "\n")
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(
         {"epoch": e, "top1": t, "many": 1.0, "medium": 2.0, "few": 3.0})
-        for e, t in ((2, 9.0), (3, 7.5))) + "\n")
+        for e, t in ((3, 9.0), (4, 7.5))) + "\n")
     (tmp_path / "machines.log").write_text(
         "2026-12-03T11:50:00+00:00\tCPU A; flags a\n2026-12-04T16:05:00+00:00\tCPU B; flags b\n")
     monkeypatch.setattr(sys, "argv", ["cpu_200ep_table.py", str(tmp_path)])
     tool.main()
     row = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| la"))
-    assert "| la | 3 | 7.50 (3) | 9.00 (2) | 1.00 | 2.00 | 3.00 |" in row
-    assert "CPU A: 2, 72.0 s; CPU B: 1, 45.0 s" in row  # epoch 3 once, its last line
-    assert f"{(70 + 74 + 45) / 3600:.1f} h" in row
+    assert "| la | 4 | 7.50 (4) | 9.00 (3) | 1.00 | 2.00 | 3.00 |" in row
+    assert "CPU A: 3, 74.0 s; CPU B: 1, 45.0 s" in row  # epoch 4 once, its last line
+    # idle-machine time: each machine's epochs times its median; the raw sum keeps the pause
+    idle, summed = (3 * 74.0 + 45) / 3600, (70 + 74 + 7200 + 45) / 3600
+    assert f"| {idle:.1f} h | {summed:.1f} h |" in row
