@@ -126,6 +126,21 @@ def test_corrupt_image_during_training(capsys, tmp_path: Path, image_folder_root
         "--set", "data.imbalance=null", "--set", "model.encoder=resnet8",
         "--epochs", "1", "--set", "data.num_workers=0"]) == 0
     assert (tmp_path / "run" / "last.pt").is_file()
+    # BCL cut to 1 of the preset's 200 epochs: the command says LA is stronger there
+    assert "note: 1 of the planned 200 epochs" in capsys.readouterr().out
+
+
+def test_short_schedule_note_only_for_bcl_from_scratch_cut_short():
+    from balcon.cli_train import short_schedule_note
+    from balcon.config import apply_overrides, compress_schedule, load_preset
+
+    cfg = load_preset("cifar100-lt-r100")
+    short = compress_schedule(cfg, 15)
+    note = short_schedule_note(200, short)
+    assert note.startswith("note: 15 of the planned 200 epochs") and "loss.method=la" in note
+    assert short_schedule_note(200, cfg) is None  # the full schedule
+    assert short_schedule_note(200, apply_overrides(short, ["loss.method=la"])) is None
+    assert short_schedule_note(200, apply_overrides(short, ["model.pretrained=w.pth"])) is None
 
 
 def test_fp16_on_cpu_is_refused(capsys, tmp_path: Path, cifar10_shared_root: Path):
