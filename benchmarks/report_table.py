@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from balcon.report.page import analyse_runs, group_tables
+from balcon.report.build import analyse_runs
+from balcon.report.page import group_tables
 from balcon.report.runs import expand_runs, group_runs, read_run
 
 

@@ -151,7 +151,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from balcon.report.page import build_report
+    from balcon.report.build import build_report
 
     path = build_report(args.runs, out=args.out, checkpoint=args.checkpoint,
                         device=args.device, data_dir=args.data_dir)

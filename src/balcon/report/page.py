@@ -16,34 +16,27 @@ import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from balcon import __version__
 from balcon.data.longtail import SHOT_GROUPS, shot_group_of
-from balcon.errors import BalconError
 from balcon.methods import METHODS
 from balcon.report import analysis as an
 from balcon.report import figures as fg
 from balcon.report.html import details, figure, page, section, table, value
-from balcon.report.report_pass import ReportPass, report_pass
+from balcon.report.report_pass import ReportPass
 from balcon.report.runs import (
     RESULT_COLUMNS,
     Group,
     Run,
-    expand_runs,
     format_mean_std,
-    group_runs,
     mean_std,
-    read_run,
 )
 from balcon.report.tables import summary_rows
-from balcon.runs.checkpoint import write_text_atomic
 
-__all__ = ["Analysed", "analyse", "analyse_runs", "build_report", "comparison_page",
-           "group_tables", "run_page"]
+__all__ = ["Analysed", "analyse", "comparison_page", "group_tables", "run_page"]
 
 #: Largest class count drawn as a matrix (confusions, cosines); above it, tables only.
 MATRIX_MAX_CLASSES = 30
@@ -339,86 +332,3 @@ def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> st
     return page(f"balcon report: {len(analysed)} runs in {len(groups)} {plural}",
                 _subtitle(", ".join(a.run.name for a in analysed)),
                 [(k, t) for k, t, _ in sections], "".join(section(*s) for s in sections))
-
-
-def _output(runs: Sequence[Run], out: str | Path | None) -> Path:
-    """Where the page goes: ``--out`` (a folder gets ``report.html`` inside), else
-    ``report.html`` in the single run, or in the current folder for a comparison;
-    checked before any pass is made."""
-    if out is None:
-        return runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")
-    target = Path(out)
-    if target.is_dir():
-        target = target / "report.html"
-    if not target.parent.is_dir():
-        raise BalconError(f"--out {out}: folder {target.parent} does not exist; create it or "
-                          "choose another --out")
-    return target
-
-
-def _read_runs(paths: Sequence[str | Path], checkpoint: str,
-               say: Callable[[str], None]) -> list[Run]:
-    """The runs of ``paths``; a seed (of a --seeds folder) without the checkpoint yet is
-    left out with a line, any other run without it is an error."""
-    runs = []
-    for path, from_seeds in expand_runs(paths):
-        try:
-            runs.append(read_run(path, checkpoint))
-        except BalconError as err:
-            if not from_seeds:
-                raise
-            say(f"left out {path}: {err}")
-    if not runs:
-        raise BalconError(f"no run in {' '.join(map(str, paths))} has a {checkpoint}.pt yet; "
-                          "train them first")
-    return runs
-
-
-def analyse_runs(runs: Sequence[Run], data_dir: str | Path | None = None,
-                 device: str | None = None, say: Callable[[str], None] = print
-                 ) -> list[Analysed]:
-    """Each run's pass (cached, or made now: one line each to ``say``) and its numbers;
-    the runs must share their classes."""
-    analysed: list[Analysed] = []
-    for run in runs:
-        rp = report_pass(run.checkpoint, data_dir=data_dir, device=device)
-        say(f"{run.name}: {run.checkpoint.name} on {rp.meta['split']}, "
-            + ("from the cache" if rp.meta.get("cached") else
-               f"pass done ({len(rp.labels)} images in {rp.meta['seconds']:.0f} s on "
-               f"{rp.meta['device']}"
-               + (", cached)" if rp.meta.get("cached_to") else ", not cached: read-only)")))
-        if run.data_dir is None:  # a run from before run.json: its checkpoint's folder
-            run.data_dir = rp.meta["data_dir"]
-        if analysed and rp.meta["class_names"] != analysed[0].names:
-            raise BalconError(f"{run.path} has other classes than {analysed[0].run.path}; "
-                              "compare runs on the same classes")
-        analysed.append(analyse(run, rp))
-    return analysed
-
-
-def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
-                 checkpoint: str = "best", device: str | None = None,
-                 data_dir: str | Path | None = None,
-                 say: Callable[[str], None] = print) -> Path:
-    """Write the report of the runs in ``paths``; returns the page's path.
-
-    ``data_dir`` replaces each run's own data folder (one that moved). ``say`` gets one
-    line per run (its pass, computed or from the cache).
-    """
-    runs = _read_runs(paths, checkpoint, say)
-    target = _output(runs, out)
-    analysed = analyse_runs(runs, data_dir, device, say)
-    text = run_page(analysed[0]) if len(analysed) == 1 else \
-        comparison_page(group_runs(runs), analysed)
-    try:
-        _write(target, text)
-    except BalconError:
-        if out is not None:
-            raise
-        target = Path(f"{runs[0].path.name}-report.html")  # a run folder we may not write
-        _write(target, text)
-    return target
-
-
-def _write(target: Path, text: str) -> None:
-    write_text_atomic(target, text, fix="choose another --out")
