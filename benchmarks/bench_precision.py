@@ -44,7 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 # inductor's caches in a fresh folder: the compile column is a cold compile
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="inductor-"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from machine import cpu_flags, cpu_model  # noqa: E402  benchmarks/machine.py
+from machine import describe_cpu  # noqa: E402  benchmarks/machine.py
 
 from balcon.config import apply_overrides  # noqa: E402
 from balcon.engine.device import cpu_has_native_bf16  # noqa: E402
@@ -189,7 +189,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
 
 def table(rows: list[dict], peaks: dict[str, float], args: argparse.Namespace) -> str:
     device = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-              else f"{cpu_model()} ({cpu_flags()}), {torch.get_num_threads()} threads")
+              else f"{describe_cpu()}, {torch.get_num_threads()} threads")
     head = (f"bench_precision.py, {datetime.date.today()}, {device}, torch {torch.__version__}, "
             f"Python {platform.python_version()}; matmul peak fp32 {peaks['off'] / 1e9:.0f} "
             f"GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s; median of {args.rounds} "
