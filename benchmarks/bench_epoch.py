@@ -10,7 +10,8 @@ losses, backward, SGD) per step, fed by
 - ``floor``: resident random tensors of the same shape (no view making at all), the
   model-only floor the pipelines are measured against;
 
-each in fp32, bf16 and fp32 + channels_last (and, on CUDA, bf16 + channels_last); the
+each in fp32, bf16 and fp32 + channels_last (and, on CUDA or a CPU with native bf16,
+bf16 + channels_last: what ``auto`` trains in there); the
 ``--settings`` option keeps some of them. The three are prepared side
 by side and timed in ``--rounds`` interleaved rounds (so a slow spell of a shared machine
 hits all alike); a round is the mean of ``--steps`` timed steps after ``--warmup``
@@ -46,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from machine import describe_cpu  # noqa: E402  benchmarks/machine.py, beside this script
 
 from balcon.config import apply_overrides  # noqa: E402
+from balcon.engine.device import cpu_has_native_bf16  # noqa: E402
 from balcon.engine.prepare import prepare  # noqa: E402
 from balcon.engine.steps import train_step  # noqa: E402
 from balcon.presets import load_preset  # noqa: E402
@@ -101,7 +103,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device)
     settings = [("fp32", "off", False), ("bf16", "bf16", False),
                 ("fp32 + channels_last", "off", True)]
-    if device.type == "cuda":
+    if device.type == "cuda" or cpu_has_native_bf16():  # what auto trains in there
         settings.append(("bf16 + channels_last", "bf16", True))
     if args.settings:
         settings = [s for s in settings if s[0] in args.settings.split(",")]
