@@ -152,12 +152,6 @@ def test_fp16_on_cpu_is_refused(capsys, tmp_path: Path, cifar10_shared_root: Pat
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
-def test_cuda_device_without_cuda(capsys, tmp_path: Path):
-    err = run_error(capsys, ["eval", "--checkpoint", str(tmp_path / "x.pt"), "--device",
-                             "cuda"])
-    assert "does not exist" in err or "CUDA is not available" in err
-
-
 def test_out_is_a_file(capsys, tmp_path: Path, cifar10_shared_root: Path):
     out = tmp_path / "file.txt"
     out.write_text("keep")

@@ -249,6 +249,18 @@ def test_predict_new_images(finished_run: Path, tmp_path: Path, capsys):
 
     again = predict_images(finished_run / "best.pt", [single], device="cpu")
     assert again.logits.shape == (1, 10) and again.labels.tolist() == [-1]
+    probs, classes = again.logits.softmax(1)[0].topk(3)
+    gray = [item.split(":") for item in rows[-1]["top_k"].split(";")]
+    assert [name for name, _ in gray] == [names[int(k)] for k in classes]
+    assert [float(p) for _, p in gray] == pytest.approx(probs.tolist(), abs=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_device_without_cuda(finished_run: Path, capsys):
+    assert main(["eval", "--checkpoint", str(finished_run / "best.pt"), "--device",
+                 "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "balcon: error: --device cuda: CUDA is not available here; use --device cpu"
 
 
 @pytest.mark.parametrize("make,words", [

@@ -75,10 +75,13 @@ def test_frozen_parts_stay_bit_identical(photos: Path, tmp_path: Path, mode: str
 
 
 def test_encoder_trains_at_its_own_learning_rate(photos: Path, tmp_path: Path):
-    cfg = _config("model.finetune=full", "optim.encoder_lr_scale=0.1")
+    cfg = _config("model.finetune=full", "optim.encoder_lr_scale=0.1", "optim.momentum=0.5",
+                  "optim.weight_decay=0.001", "optim.nesterov=true")
     fit(cfg, photos, tmp_path / "run", device="cpu")
     groups = load_checkpoint(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"]
     assert [g.get("lr_scale") for g in groups] == [0.1, None]
+    for g in groups:  # the optim section reaches SGD, in every group
+        assert (g["momentum"], g["weight_decay"], g["nesterov"]) == (0.5, 0.001, True)
     assert groups[0]["lr"] == pytest.approx(0.1 * groups[1]["lr"])
     n_encoder = len(list(build_model(cfg.model, 4).encoder.parameters()))
     assert len(groups[0]["params"]) == n_encoder
@@ -117,12 +120,16 @@ def test_linear_probe_trains_on_cached_features(photos: Path, tmp_path: Path, mo
 def test_lora_adapts_a_vit_and_exports_merged(photos: Path, tmp_path: Path):
     pytest.importorskip("peft")
     run = tmp_path / "run"
-    cfg = _config("model.encoder=timm:test_vit", "model.finetune=lora", "loss.method=bcl")
+    cfg = _config("model.encoder=timm:test_vit", "model.finetune=lora", "loss.method=bcl",
+                  "model.lora_rank=3")
     start = _start(cfg)
     fit(cfg, photos, run, device="cpu")
     end = load_checkpoint(run / "last.pt")["model"]
     adapters = [k for k in end if ".lora_" in k]
     assert adapters and all(".blocks." in k for k in adapters)
+    # model.lora_rank is each adapter's rank: A is (rank, in), B is (out, rank)
+    assert {end[k].shape[0] for k in adapters if ".lora_A." in k} == {3}
+    assert {end[k].shape[1] for k in adapters if ".lora_B." in k} == {3}
     for key, before in start.items():  # every encoder weight frozen, as it started
         if key.startswith("encoder."):
             renamed = key if key in end else key.replace(".weight", ".base_layer.weight") \
@@ -134,6 +141,15 @@ def test_lora_adapts_a_vit_and_exports_merged(photos: Path, tmp_path: Path):
                  "torchscript"]) == 0
     assert main(["predict", "--checkpoint", str(run / "last.pt"),
                  str(photos / "val" / "class0")]) == 0
+    # the export merges the adapters into the weights: its logits are the unmerged model's
+    from balcon.runs.inference import model_for_inference
+
+    exported = torch.jit.load(str(run / "last.torchscript.pt"))
+    _, _, unmerged, _ = model_for_inference(run / "last.pt", "cpu")
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(exported(images), unmerged.eval().predict(images),
+                                   rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("mode", ["linear", "partial"])

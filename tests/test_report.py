@@ -91,6 +91,23 @@ def test_geometry_of_many_classes_in_blocks_equals_the_dense_matrix():
     assert g["groups"]["many"] == pytest.approx(an.simplex_distance(cos, many))
     small = an.geometry(sums[:8], n[:8], counts[:8])
     assert small["cosines"].shape == (7, 7)
+    # several blocks of rows (the iNaturalist case), against a loop over the pairs that
+    # builds the centred unit class means itself
+    present = [k for k in range(c) if n[k] > 0]
+    means = [sums[k] / n[k] for k in present]
+    centre = sum(means) / len(means)
+    unit = [(m - centre) / np.sqrt(((m - centre) ** 2).sum()) for m in means]
+
+    def slow(members):
+        devs = [abs(float(unit[i] @ unit[j]) + 1 / (len(present) - 1))
+                for i in members for j in members if i != j]
+        return sum(devs) / len(devs)
+
+    blocks = an._unit_centred_means(sums, n)
+    assert an._simplex_distance(blocks, unit=True, block=7) == pytest.approx(
+        slow(range(len(present))))
+    assert an._simplex_distance(blocks, many, unit=True, block=4) == pytest.approx(slow(many))
+    assert g["distance"] == pytest.approx(slow(range(len(present))))
 
 
 def test_expected_calibration_error_against_a_loop():
@@ -114,9 +131,31 @@ def test_expected_calibration_error_against_a_loop():
     assert an.calibration(np.array([]), np.array([], dtype=bool)).ece is None
     with_nan = an.calibration(np.array([0.7] * 10 + [np.nan]), np.arange(11) < 7)
     assert with_nan.ece == pytest.approx(0) and with_nan.bin_count.sum() == 10
-    groups = an.calibration_by_group(conf[:30], correct[:30], np.arange(30) % 3, [500, 50, 5])
-    assert groups["few"].bin_count.sum() == 10
-    assert groups["all"].ece == pytest.approx(an.calibration(conf[:30], correct[:30]).ece)
+    # the reliability diagram's mean confidence per bin, and each shot group's ECE over
+    # the images of its classes, against the loop
+    for b in range(15):
+        mask = (conf > b / 15) & (conf <= (b + 1) / 15) if b else (conf <= 1 / 15)
+        if mask.any():
+            assert cal.bin_confidence[b] == pytest.approx(100 * conf[mask].mean())
+        else:
+            assert np.isnan(cal.bin_confidence[b])
+
+    def loop_ece(conf, correct):
+        total = 0.0
+        for b in range(15):
+            mask = (conf > b / 15) & (conf <= (b + 1) / 15) if b else (conf <= 1 / 15)
+            if mask.any():
+                total += mask.sum() / len(conf) * abs(correct[mask].mean() - conf[mask].mean())
+        return 100 * total
+
+    labels = np.arange(300) % 3
+    groups = an.calibration_by_group(conf[:300], correct[:300], labels, [500, 50, 5])
+    assert groups["few"].bin_count.sum() == 100
+    assert groups["all"].ece == pytest.approx(loop_ece(conf[:300], correct[:300]))
+    for name, cls in (("many", 0), ("medium", 1), ("few", 2)):
+        mine = labels == cls
+        assert groups[name].ece == pytest.approx(loop_ece(conf[:300][mine],
+                                                          correct[:300][mine]))
 
 
 def test_class_names_are_text_in_the_pictures():
