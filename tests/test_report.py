@@ -317,6 +317,19 @@ def test_run_page_has_every_section_and_the_summary_numbers(seeds_dir: Path, cap
     assert rp.meta["cached"]
     assert rp.meta["metrics"]["top1"] == pytest.approx(summary["best"]["top1"])
     assert rp.meta["epoch"] == summary["best"]["epoch"]
+    # the diagnostics on the page are the pass's: each group's ECE, the simplex distance
+    # of the features, and the share of errors toward a larger class (counted here)
+    counts = rp.meta["class_counts"]
+    groups = an.calibration_by_group(rp.confidence, rp.predictions == rp.labels, rp.labels,
+                                     counts)
+    for name, cal in groups.items():
+        assert ("-" if cal.ece is None else f"{cal.ece:.2f}") in cells, name
+    distance = an.geometry(rp.feature_sums, rp.feature_counts, counts)["distance"]
+    assert f"{distance:.2f}" in cells
+    errors = [(int(t), int(p)) for t, p in zip(rp.labels, rp.predictions, strict=True)
+              if t != p]
+    toward = 100 * sum(counts[p] > counts[t] for t, p in errors) / len(errors)
+    assert f"<b>{toward:.2f}%</b> predict a class with more training images" in page
 
 
 def test_the_pass_is_cached_and_recomputed_when_the_checkpoint_changes(
