@@ -380,3 +380,33 @@ def test_checkpoints_of_balcon_02_evaluate_and_resume(finished_run: Path, tmp_pa
     assert metrics["epoch"] == 1
     assert main(["train", "--resume", str(cut)]) == 0
     assert_same_weights(weights(cut), weights(finished_run))
+
+
+def test_logged_loss_and_train_acc_are_means_over_images(tmp_path: Path,
+                                                         cifar10_shared_root: Path,
+                                                         monkeypatch):
+    """An epoch's logged losses and train-acc weigh each step by its images (the last
+    batch is smaller), as counted here from every step's own outputs."""
+    import balcon.engine.loop as loop
+
+    steps = []
+
+    def recording(model, images, labels, *args, **kwargs):
+        losses, correct = real(model, images, labels, *args, **kwargs)
+        steps.append((len(labels), [None if x is None else float(x.detach()) for x in losses],
+                      int(correct)))
+        return losses, correct
+
+    real = loop.train_step
+    monkeypatch.setattr(loop, "train_step", recording)
+    fit(tiny_config(epochs=1), cifar10_shared_root, tmp_path / "run", device="cpu")
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    sizes = {n for n, _, _ in steps}
+    assert len(sizes) == 2  # full batches and a smaller last one: weights matter
+    images = sum(n for n, _, _ in steps)
+    for i, key in enumerate(("loss", "loss_cls", "loss_con")):
+        mean = sum(n * losses[i] for n, losses, _ in steps) / images
+        assert record[key] == pytest.approx(mean, rel=1e-5), key
+        unweighted = sum(losses[i] for _, losses, _ in steps) / len(steps)
+        assert record[key] != pytest.approx(unweighted, rel=1e-7), key
+    assert record["train_acc"] == pytest.approx(100 * sum(c for _, _, c in steps) / images)
