@@ -81,9 +81,14 @@ def test_build_model_cosine_outputs():
 def test_build_model_scale_and_heads():
     cfg = ModelConfig(cosine_scale=5.0, head_hidden=32, head_dim=16)
     model = build_model(cfg, num_classes=3)
-    projections, logits, prototypes = model(torch.randn(4, 3, 32, 32))
+    x = torch.randn(4, 3, 32, 32)
+    projections, logits, prototypes = model(x)
     assert projections.shape == (4, 16) and prototypes.shape == (3, 16)
-    assert logits.abs().max() <= 5.0 + 1e-4
+    # the cosine classifier: scale times the cosine of feature and class weight, per pair
+    features, weight = model.encoder(x), model.classifier.weight
+    cos = torch.tensor([[float(f @ w / (f.norm() * w.norm())) for w in weight]
+                        for f in features])
+    assert torch.allclose(logits, 5.0 * cos, atol=1e-5)
     assert model.projection_head[0].out_features == 32
 
 
