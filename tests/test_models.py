@@ -85,7 +85,7 @@ def test_build_model_scale_and_heads():
     projections, logits, prototypes = model(x)
     assert projections.shape == (4, 16) and prototypes.shape == (3, 16)
     # the cosine classifier: scale times the cosine of feature and class weight, per pair
-    features, weight = model.encoder(x), model.classifier.weight
+    features, weight = model.encoder(x).detach(), model.classifier.weight.detach()
     cos = torch.tensor([[float(f @ w / (f.norm() * w.norm())) for w in weight]
                         for f in features])
     assert torch.allclose(logits, 5.0 * cos, atol=1e-5)
