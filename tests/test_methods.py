@@ -84,6 +84,55 @@ def test_step_loss_is_the_papers_formula():
         torch.testing.assert_close(total, 2.0 * cls + 0.6 * con)
 
 
+def test_train_step_pairs_each_samples_two_views_and_classifies_view_one():
+    """The step's view layout, end to end: images are [view 1; view 2; view 3] stacked
+    along the batch; the classifier loss gets view 1's logits and the contrastive loss
+    gets sample i's views 2 and 3 as its pair i. A stub model maps each image to the id
+    its pixels hold, so every row says where it came from."""
+    import dataclasses
+
+    from balcon.engine.device import make_grad_scaler
+    from balcon.engine.steps import train_step
+
+    class Ids(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(()))
+
+        def forward(self, images, project=True, prototypes=True):
+            ids = images.mean(dim=(1, 2, 3)).round().long()  # each image is one value
+            z = nn.functional.one_hot(ids % 16, 16).float() * self.w
+            logits = ids.float()[:, None].expand(-1, 3) * self.w
+            return z, logits, nn.functional.one_hot(torch.arange(3), 16).float()
+
+    batch, labels = 5, torch.tensor([0, 1, 2, 0, 1])
+    objective = make_objective(apply_overrides(Config(), ["loss.method=bcl"]).loss, [5, 5, 5])
+    seen = {}
+
+    def spy(name, loss):
+        def call(*args):
+            seen[name] = [a.detach().clone() if torch.is_tensor(a) else a for a in args]
+            return loss(*args)
+        return call
+
+    objective = dataclasses.replace(
+        objective, classifier_loss=spy("cls", objective.classifier_loss),
+        contrastive_loss=spy("con", objective.contrastive_loss))
+    fill = [torch.full((batch, 3, 4, 4), 0.0) + torch.arange(batch)[:, None, None, None]
+            + offset for offset in (32, 0, 0)]  # view 1 holds 32 + i, views 2 and 3 hold i
+    model = Ids()
+    train_step(model, torch.cat(fill), labels, objective,
+               torch.optim.SGD(model.parameters(), lr=0.1),
+               make_grad_scaler(torch.device("cpu"), "off"), "off")
+    cls_logits, cls_labels = seen["cls"]
+    assert cls_logits[:, 0].tolist() == [32.0 + i for i in range(batch)]
+    assert torch.equal(cls_labels, labels)
+    pairs, con_labels, _ = seen["con"]
+    assert pairs.shape == (batch, 2, 16) and torch.equal(con_labels, labels)
+    assert pairs[:, 0].argmax(1).tolist() == list(range(batch))
+    assert torch.equal(pairs[:, 0], pairs[:, 1])
+
+
 @pytest.mark.parametrize("name", PAPER_METHODS)
 def test_forward_computes_only_the_parts_a_method_uses(name: str):
     model = build_model(ModelConfig(encoder="resnet8", head_hidden=8, head_dim=4), 3)
