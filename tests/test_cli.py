@@ -158,3 +158,12 @@ def test_out_is_a_file(capsys, tmp_path: Path, cifar10_shared_root: Path):
     err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir",
                              str(cifar10_shared_root), "--out", str(out)])
     assert "is a file" in err and out.read_text() == "keep"
+
+
+def test_version(capsys):
+    import balcon
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"balcon {balcon.__version__}"
