@@ -142,9 +142,13 @@ def test_lora_adapts_a_vit_and_exports_merged(photos: Path, tmp_path: Path):
     assert main(["predict", "--checkpoint", str(run / "last.pt"),
                  str(photos / "val" / "class0")]) == 0
     # the export merges the adapters into the weights: its logits are the unmerged model's
+    import warnings
+
     from balcon.runs.inference import model_for_inference
 
-    exported = torch.jit.load(str(run / "last.torchscript.pt"))
+    with warnings.catch_warnings():  # torch 2.14 deprecates torch.jit: a FutureWarning
+        warnings.simplefilter("ignore", FutureWarning)
+        exported = torch.jit.load(str(run / "last.torchscript.pt"))
     _, _, unmerged, _ = model_for_inference(run / "last.pt", "cpu")
     images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
