@@ -110,52 +110,48 @@ def test_geometry_of_many_classes_in_blocks_equals_the_dense_matrix():
     assert g["distance"] == pytest.approx(slow(range(len(present))))
 
 
+def _bin_masks(conf: np.ndarray) -> list[np.ndarray]:
+    """The 15 equal-width bins of (0, 1] one at a time: an edge belongs to the lower bin,
+    0 to the first."""
+    return [(conf > b / 15) & (conf <= (b + 1) / 15) if b else (conf <= 1 / 15)
+            for b in range(15)]
+
+
+def _loop_ece(conf: np.ndarray, correct: np.ndarray) -> float:
+    """ECE (percent) from its formula, bin by bin."""
+    return 100 * sum(mask.sum() / len(conf) * abs(correct[mask].mean() - conf[mask].mean())
+                     for mask in _bin_masks(conf) if mask.any())
+
+
 def test_expected_calibration_error_against_a_loop():
     rng = np.random.default_rng(2)
     conf = rng.uniform(0.1, 1.0, 1000)
     conf[:5] = [1.0, 1 / 15, 2 / 15, 0.5, 0.0]  # bin edges belong to the lower bin
     correct = rng.random(1000) < conf ** 2
     cal = an.calibration(conf, correct)
-    ece, filled = 0.0, 0
-    for b in range(15):
-        lo, hi = b / 15, (b + 1) / 15
-        mask = (conf > lo) & (conf <= hi) if b else (conf <= hi)
-        if mask.any():
-            filled += 1
-            ece += mask.sum() / 1000 * abs(correct[mask].mean() - conf[mask].mean())
-            assert cal.bin_accuracy[b] == pytest.approx(100 * correct[mask].mean())
+    # each bin's count, accuracy and mean confidence (the reliability diagram's), NaN empty
+    for b, mask in enumerate(_bin_masks(conf)):
         assert cal.bin_count[b] == mask.sum()
-    assert cal.ece == pytest.approx(100 * ece)
+        if mask.any():
+            assert cal.bin_accuracy[b] == pytest.approx(100 * correct[mask].mean())
+            assert cal.bin_confidence[b] == pytest.approx(100 * conf[mask].mean())
+        else:
+            assert np.isnan(cal.bin_confidence[b])
+    assert cal.ece == pytest.approx(_loop_ece(conf, correct))
     perfect = an.calibration(np.full(10, 0.7), np.arange(10) < 7)
     assert perfect.ece == pytest.approx(0)
     assert an.calibration(np.array([]), np.array([], dtype=bool)).ece is None
     with_nan = an.calibration(np.array([0.7] * 10 + [np.nan]), np.arange(11) < 7)
     assert with_nan.ece == pytest.approx(0) and with_nan.bin_count.sum() == 10
-    # the reliability diagram's mean confidence per bin, and each shot group's ECE over
-    # the images of its classes, against the loop
-    for b in range(15):
-        mask = (conf > b / 15) & (conf <= (b + 1) / 15) if b else (conf <= 1 / 15)
-        if mask.any():
-            assert cal.bin_confidence[b] == pytest.approx(100 * conf[mask].mean())
-        else:
-            assert np.isnan(cal.bin_confidence[b])
-
-    def loop_ece(conf, correct):
-        total = 0.0
-        for b in range(15):
-            mask = (conf > b / 15) & (conf <= (b + 1) / 15) if b else (conf <= 1 / 15)
-            if mask.any():
-                total += mask.sum() / len(conf) * abs(correct[mask].mean() - conf[mask].mean())
-        return 100 * total
-
+    # each shot group's ECE over the images of its classes
     labels = np.arange(300) % 3
     groups = an.calibration_by_group(conf[:300], correct[:300], labels, [500, 50, 5])
     assert groups["few"].bin_count.sum() == 100
-    assert groups["all"].ece == pytest.approx(loop_ece(conf[:300], correct[:300]))
+    assert groups["all"].ece == pytest.approx(_loop_ece(conf[:300], correct[:300]))
     for name, cls in (("many", 0), ("medium", 1), ("few", 2)):
         mine = labels == cls
-        assert groups[name].ece == pytest.approx(loop_ece(conf[:300][mine],
-                                                          correct[:300][mine]))
+        assert groups[name].ece == pytest.approx(_loop_ece(conf[:300][mine],
+                                                           correct[:300][mine]))
 
 
 def test_class_names_are_text_in_the_pictures():
