@@ -6,6 +6,7 @@
 #   bash benchmarks/report_screenshot.sh docs/report-cifar10-lt.png 1500 runs/ce runs/la-s0 ...
 set -euo pipefail
 out=$1; height=$2; shift 2
+command -v chromium >/dev/null || { echo "report_screenshot.sh: chromium not found; install it: apt-get install chromium" >&2; exit 2; }
 html="${out%.png}.html"
 balcon report "$@" --out "$html"
 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
