@@ -120,3 +120,33 @@ def test_cpu_200ep_table_puts_each_epoch_on_its_machine(bench_module, tmp_path, 
     # idle-machine time: each machine's epochs times its median; the raw sum keeps the pause
     idle, summed = (3 * 74.0 + 45) / 3600, (70 + 74 + 7200 + 45) / 3600
     assert f"| {idle:.1f} h | {summed:.1f} h |" in row
+
+
+def test_bcl_equivalence_finds_balcon_step_equal_to_the_reference(bench_module, monkeypatch,
+                                                                  capsys):
+    """balcon's BCL step (model, heads, prototypes from the classifier, loss, BatchNorm over
+    the stacked views, SGD) against the published-way reference trainer's, from the same
+    weights on the same batches: equal within float32 rounding (issue 19, point 6)."""
+    equivalence = bench_module("bcl_equivalence")
+    monkeypatch.setattr(sys, "argv", ["bcl_equivalence.py", "--steps", "2", "--batch", "24"])
+    assert equivalence.main() == 0
+    out = capsys.readouterr().out
+    assert "start: largest relative difference 0.00e+00" in out
+    assert "SAME" in out and "epoch 6" not in out  # the lr differs in the warm-up only
+
+
+def test_bcl_equivalence_sees_a_wrong_prototype_head(bench_module, monkeypatch, capsys):
+    """The check has teeth: prototypes taken from a mis-oriented weight are caught."""
+    import torch.nn.functional as F
+
+    from balcon.models import BCLModel
+
+    equivalence = bench_module("bcl_equivalence")
+
+    def wrong(self):  # class k's prototype made from class C - 1 - k's weight vector
+        return F.normalize(self.prototype_head(self.classifier.weight.flip(0)), dim=1)
+
+    monkeypatch.setattr(BCLModel, "prototypes", wrong)
+    monkeypatch.setattr(sys, "argv", ["bcl_equivalence.py", "--steps", "1", "--batch", "24"])
+    assert equivalence.main() == 1
+    assert "DIFFERENT" in capsys.readouterr().out
