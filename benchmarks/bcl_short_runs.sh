@@ -11,19 +11,19 @@
 # 0-based epochs 0.8 and 0.9 of EPOCHS (160 and 180 of 200), batch 256, lr 0.15, BCL's
 # alpha 2, beta 0.6, temperature 0.1; bf16 autocast on a CPU with native bf16, else float32
 # (PRECISION=off|bf16 overrides), the same for every arm. Arms run two at a time, each
-# pinned to one core (taskset) with one thread, so both members of a pair see the same
-# machine. An ARM is TRAINER-SEED with TRAINER one of
+# pinned to one core (taskset) with one thread: arm i on core i % 2 (CORES="0 1"), each core
+# taking its arms in turn, so the machine carries two such runs throughout. An ARM is TRAINER-SEED with TRAINER one of
 #   balcon   balcon's pipeline (views made from the resident uint8 set, data.pipeline=device)
 #   workers  balcon with per-image PIL views in a DataLoader (data.pipeline=workers)
 #   ref      benchmarks/reference_trainer.py (per-image PIL views, the published code's way)
-# Default arms: balcon-0 ref-0 balcon-1 ref-1 workers-0 workers-1.
-# Summarise with: python benchmarks/health_table.py-style reading of OUT_ROOT (see BENCHMARKS.md).
+# Default arms: balcon-0 ref-0 balcon-1 ref-1 workers-0 (about 2 h on a 2-vCPU Xeon in bf16:
+# an epoch of balcon ~100 s and of the reference ~170 s on one core).
 set -euo pipefail
 DATA=${1:?DATA_DIR}
 OUT=${2:?OUT_ROOT}
 shift 2
 ARMS=("$@")
-[ ${#ARMS[@]} -gt 0 ] || ARMS=(balcon-0 ref-0 balcon-1 ref-1 workers-0 workers-1)
+[ ${#ARMS[@]} -gt 0 ] || ARMS=(balcon-0 ref-0 balcon-1 ref-1 workers-0)
 EPOCHS=${EPOCHS:-20}
 M1=$((EPOCHS * 8 / 10))
 M2=$((EPOCHS * 9 / 10))
@@ -57,13 +57,17 @@ run_arm() {  # run_arm CORE ARM
     esac
 }
 
-i=0
-while [ $i -lt ${#ARMS[@]} ]; do
-    echo "$(date -u +%H:%M:%S) start ${ARMS[$i]} ${ARMS[$((i + 1))]:-}"
-    run_arm 0 "${ARMS[$i]}" &
-    a=$!
-    if [ $((i + 1)) -lt ${#ARMS[@]} ]; then run_arm 1 "${ARMS[$((i + 1))]}" & b=$!; wait $b || true; fi
-    wait $a || true
-    i=$((i + 2))
+# Arm i runs on core CORES[i % n]; each core runs its arms one after another.
+read -r -a CORE_LIST <<< "${CORES:-0 1}"
+n=${#CORE_LIST[@]}
+for c in $(seq 0 $((n - 1))); do
+    (
+        for i in $(seq "$c" "$n" $((${#ARMS[@]} - 1))); do
+            echo "$(date -u +%H:%M:%S) start ${ARMS[$i]} on core ${CORE_LIST[$c]}"
+            run_arm "${CORE_LIST[$c]}" "${ARMS[$i]}" || echo "${ARMS[$i]} failed: see $OUT/${ARMS[$i]}.log"
+            echo "$(date -u +%H:%M:%S) end ${ARMS[$i]}"
+        done
+    ) &
 done
+wait
 echo "$(date -u +%H:%M:%S) done"

@@ -150,3 +150,26 @@ def test_bcl_equivalence_sees_a_wrong_prototype_head(bench_module, monkeypatch, 
     monkeypatch.setattr(sys, "argv", ["bcl_equivalence.py", "--steps", "1", "--batch", "24"])
     assert equivalence.main() == 1
     assert "DIFFERENT" in capsys.readouterr().out
+
+
+def test_run_spread_compares_two_runs_class_by_class(bench_module, tmp_path, monkeypatch,
+                                                      capsys):
+    import torch
+
+    spread = bench_module("run_spread")
+    counts = [200] * 2 + [50] * 2 + [10] * 2  # two many, two medium, two few classes
+    accs = {"a": [60.0, 50.0, 40.0, 30.0, 20.0, 10.0], "b": [58.0, 50.0, 40.0, 34.0, 20.0, 4.0]}
+    for name, acc in accs.items():
+        run = tmp_path / name
+        run.mkdir()
+        rec = {"epoch": 200, "top1": sum(acc) / 6, "per_class": acc}
+        (run / "metrics.jsonl").write_text(json.dumps({"epoch": 100, "top1": 1.0}) + "\n"
+                                           + json.dumps(rec) + "\n")
+        torch.save({"class_counts": counts}, run / "last.pt")
+    monkeypatch.setattr(sys, "argv", ["run_spread.py", f"x={tmp_path / 'a'},{tmp_path / 'b'}"])
+    spread.main()
+    row = capsys.readouterr().out.splitlines()[-1].split("|")
+    # differences +2, 0, 0, -4, 0, +6: mean +0.67, sd 3.27; many +1, medium -2, few +3
+    assert [c.strip() for c in row[4:9]] == ["+0.67", "+0.67 +- 3.27", "+1.00", "-2.00",
+                                             "+3.00"]
+    assert row[9].strip() == f"{3.2660 / (12 ** 0.5):.2f}"
