@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The paper's schedule on the CPU: 200-epoch CIFAR-100-LT (imbalance 100) runs of LA, then
-# BCL, seed 0, float32, on CIFAR-100's original pixels, carried across sessions.
+# BCL, seed 0, float32, on CIFAR-100's original pixels, carried across sessions; then BCL
+# and LA with seed 1, to measure a seed's spread at the full schedule.
 #
 #   bash benchmarks/cpu_200ep.sh start     # install (once per machine), unpack, then run LA
 #                                          # and BCL one after the other in the background
@@ -36,7 +37,9 @@ src=$home/src-${commit:0:12}
 py=$src/.venv/bin/python
 data=$home/data
 runs=$home/runs
-methods="la bcl"
+# A run's name is its method, and -s<seed> for seeds other than 0: la and bcl are the
+# issue's seed-0 runs; bcl-s1 and la-s1 measure a seed's spread at the full schedule.
+methods="la bcl bcl-s1 la-s1"
 files="last.pt best.pt metrics.jsonl train.log config.yaml run.json summary.json"
 
 install() {
@@ -85,13 +88,16 @@ drive() {  # the background loop: each method in turn, continued until it finish
     # BCL in channels_last (a memory layout, not the recipe; the GPU pair ran so): a BCL
     # step measured 2.8 s against 3.9-4.8 s in float32 on the Zen 4 (BENCHMARKS.md). LA
     # started without it (the pinned 0.5.1's default) and keeps its layout.
+    method=${m%%-s*}
+    seed=0
+    [ "$m" = "$method" ] || seed=${m##*-s}
     extra=""
-    [ "$m" = bcl ] && extra="--set model.channels_last=true"
-    echo "$(date -Is) $m: balcon train --continue $extra"
+    [ "$method" = bcl ] && extra="--set model.channels_last=true"
+    echo "$(date -Is) $m: balcon train --continue (method $method, seed $seed) $extra"
     status=0
     # shellcheck disable=SC2086
     "$src/.venv/bin/balcon" train --preset cifar100-lt-r100 --data-dir "$data" \
-      --out "$runs/$m" --continue --set loss.method="$m" --set train.seed=0 \
+      --out "$runs/$m" --continue --set loss.method="$method" --set train.seed="$seed" \
       --set train.precision=off --set train.eval_every=10 \
       --set train.checkpoint_minutes=10 $extra || status=$?
     echo "$(date -Is) $m: exit $status"

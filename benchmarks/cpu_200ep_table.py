@@ -2,11 +2,12 @@
 
     python benchmarks/cpu_200ep_table.py [SAVED_DIR]   # default benchmarks/results/cpu-200ep
 
-For each method under SAVED_DIR (``la``, ``bcl``): epochs done, top-1 at the last
-evaluated epoch and the best, many / medium / few, and the training time. The runs
-cross sessions and machines, so time comes from the epochs' own seconds (``train.log``),
-and each epoch is put on the machine that ``SAVED_DIR/machines.log`` names for the
-session it ran in (the last entry at or before the epoch's time; ``cpu_200ep.sh start``
+For each run under SAVED_DIR (``la``, ``bcl``, then the seed-1 runs ``bcl-s1``,
+``la-s1``): epochs done, top-1 at the last evaluated epoch and the best, many / medium /
+few, and the training time. The runs cross sessions and machines, so time comes from
+the epochs' own seconds (``train.log``), and each epoch is put on the machine that
+``SAVED_DIR/machines.log`` names for the session it ran in (the last entry at or before
+the epoch's time; ``cpu_200ep.sh start``
 appends one per session; the table names it by the part before its first ";").
 
 An epoch's seconds include whatever else that session did: foreground work, a
@@ -78,7 +79,7 @@ def main() -> None:
     print("| method | epochs | top-1 (epoch) | best top-1 (epoch) | many | medium | few | "
           "idle-machine time | epoch seconds summed | per machine: epochs, median s / epoch |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for method in ("la", "bcl"):
+    for method in ("la", "bcl", "bcl-s1", "la-s1"):
         run = saved / method
         if not (run / "train.log").is_file():
             continue
