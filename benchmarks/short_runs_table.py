@@ -35,6 +35,7 @@ def ref(f: Path) -> tuple[dict, dict]:
 rows = [("balcon (device)", "w5", "balcon-0"), ("balcon (device)", "w5", "balcon-1"),
         ("balcon (workers: PIL views)", "w5", "workers-0"),
         ("reference", "w5", "ref-0"), ("reference", "w5", "ref-1"),
+        ("reference, per-batch warm-up (`--warmup-per-step`)", "w5", "ref-ps-0"),
         ("balcon (device)", "w1", "balcon-0"), ("reference", "w1", "ref-0")]
 print("| trainer | warm-up | seed | loss at epoch 10 / 20 | top-1 at epoch 10 | "
       "top-1 at epoch 20 | many | medium | few |")
