@@ -7,29 +7,20 @@ Reads ``RUNS_DIR/short-w5`` (the recipe's 5-epoch warm-up) and ``RUNS_DIR/short`
 loss at epochs 10 and 20, top-1 at 10 and 20, and many / medium / few at 20.
 """
 
-import json
-import re
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from health_table import read_run  # noqa: E402
 
 R = Path(sys.argv[1] if len(sys.argv) > 1 else "runs")
 
 
-def balcon(d: Path) -> tuple[dict, dict]:
-    """A balcon run's evaluations and per-epoch losses."""
-    recs = {r["epoch"]: r for r in map(json.loads, (d/"metrics.jsonl").read_text().splitlines())}
-    loss = {}
-    for line in (d/"train.log").read_text().splitlines():
-        m = re.search(r" epoch (\d+)/\d+ lr \S+ loss (\S+)", line)
-        if m:
-            loss[int(m.group(1))] = float(m.group(2))
-    return recs, loss
-
-
-def ref(f: Path) -> tuple[dict, dict]:
-    """A reference run's evaluations and per-epoch losses."""
-    rows = [json.loads(x) for x in f.read_text().splitlines()[1:]]
-    return {r["epoch"]: r for r in rows if "top1" in r}, {r["epoch"]: r["loss"] for r in rows}
+def run_at(path: Path) -> tuple[dict, dict]:
+    """A run's evaluations at epochs 10 and 20 and its per-epoch losses."""
+    epochs, at10 = read_run(path, at=10)
+    _, at20 = read_run(path, at=20)
+    return {10: at10, 20: at20}, {e: loss for e, (loss, _) in epochs.items()}
 
 
 rows = [("balcon (device)", "w5", "balcon-0"), ("balcon (device)", "w5", "balcon-1"),
@@ -43,7 +34,7 @@ print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for name, w, arm in rows:
     root = R / ("short-w5" if w == "w5" else "short")
     try:
-        recs, loss = ref(root/f"{arm}.jsonl") if arm.startswith("ref") else balcon(root/arm)
+        recs, loss = run_at(root / f"{arm}.jsonl" if arm.startswith("ref") else root / arm)
     except FileNotFoundError:
         continue
     last = recs.get(20)
