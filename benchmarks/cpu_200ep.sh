@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's schedule on the CPU: 200-epoch CIFAR-100-LT (imbalance 100) runs of LA, then
 # BCL, seed 0, float32, on CIFAR-100's original pixels, carried across sessions; then BCL
-# and LA with seed 1, to measure a seed's spread at the full schedule.
+# seed 0 with per-image PIL views (data.pipeline=workers, the published way of making
+# views), then BCL and LA with seed 1, to measure a seed's spread at the full schedule.
 #
 #   bash benchmarks/cpu_200ep.sh start     # install (once per machine), unpack, then run LA
 #                                          # and BCL one after the other in the background
@@ -37,9 +38,11 @@ src=$home/src-${commit:0:12}
 py=$src/.venv/bin/python
 data=$home/data
 runs=$home/runs
-# A run's name is its method, and -s<seed> for seeds other than 0: la and bcl are the
-# issue's seed-0 runs; bcl-s1 and la-s1 measure a seed's spread at the full schedule.
-methods="la bcl bcl-s1 la-s1"
+# A run's name is its method, -workers for PIL views made in DataLoader workers, and
+# -s<seed> for seeds other than 0: la and bcl are the issue's seed-0 runs; bcl-workers
+# asks whether the device-made views cost accuracy; bcl-s1 and la-s1 measure a seed's
+# spread at the full schedule.
+methods="la bcl bcl-workers bcl-s1 la-s1"
 files="last.pt best.pt metrics.jsonl train.log config.yaml run.json summary.json"
 
 install() {
@@ -88,11 +91,12 @@ drive() {  # the background loop: each method in turn, continued until it finish
     # BCL in channels_last (a memory layout, not the recipe; the GPU pair ran so): a BCL
     # step measured 2.8 s against 3.9-4.8 s in float32 on the Zen 4 (BENCHMARKS.md). LA
     # started without it (the pinned 0.5.1's default) and keeps its layout.
-    method=${m%%-s*}
+    method=${m%%-*}
     seed=0
-    [ "$m" = "$method" ] || seed=${m##*-s}
+    case $m in *-s[0-9]*) seed=${m##*-s} ;; esac
     extra=""
     [ "$method" = bcl ] && extra="--set model.channels_last=true"
+    case $m in *-workers*) extra="$extra --set data.pipeline=workers" ;; esac
     echo "$(date -Is) $m: balcon train --continue (method $method, seed $seed) $extra"
     status=0
     # shellcheck disable=SC2086
@@ -191,7 +195,7 @@ case "${1:-}" in
   save) save ;;
   status) status ;;
   report) report ;;
-  table) python3 "$repo/benchmarks/cpu_200ep_table.py" "$saved" ;;
+  table) python3 "$repo/benchmarks/cpu_200ep_table.py" "$saved" $methods ;;
   pause) pid=$(driver_pid) && kill -STOP -- "-$pid" && echo "paused $pid" ;;
   resume) pid=$(driver_pid) && kill -CONT -- "-$pid" && echo "resumed $pid" ;;
   stop)

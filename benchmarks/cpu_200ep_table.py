@@ -1,13 +1,14 @@
 """The table of the 200-epoch CPU runs, from their saved copies and the machines they ran on.
 
-    python benchmarks/cpu_200ep_table.py [SAVED_DIR]   # default benchmarks/results/cpu-200ep
+    python benchmarks/cpu_200ep_table.py [SAVED_DIR [RUN ...]]
+    # default benchmarks/results/cpu-200ep and every run saved there, by name;
+    # `cpu_200ep.sh table` passes its runs in their order
 
-For each run under SAVED_DIR (``la``, ``bcl``, then the seed-1 runs ``bcl-s1``,
-``la-s1``): epochs done, top-1 at the last evaluated epoch and the best, many / medium /
-few, and the training time. The runs cross sessions and machines, so time comes from
-the epochs' own seconds (``train.log``), and each epoch is put on the machine that
-``SAVED_DIR/machines.log`` names for the session it ran in (the last entry at or before
-the epoch's time; ``cpu_200ep.sh start``
+For each run (a folder of SAVED_DIR with a ``train.log``): epochs done, top-1 at the
+last evaluated epoch and the best, many / medium / few, and the training time. The runs
+cross sessions and machines, so time comes from the epochs' own seconds (``train.log``),
+and each epoch is put on the machine that ``SAVED_DIR/machines.log`` names for the
+session it ran in (the last entry at or before the epoch's time; ``cpu_200ep.sh start``
 appends one per session; the table names it by the part before its first ";").
 
 An epoch's seconds include whatever else that session did: foreground work, a
@@ -76,10 +77,11 @@ def result(run: Path) -> tuple[dict | None, dict | None]:
 def main() -> None:
     saved = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/cpu-200ep")
     known = machines(saved)
-    print("| method | epochs | top-1 (epoch) | best top-1 (epoch) | many | medium | few | "
+    print("| run | epochs | top-1 (epoch) | best top-1 (epoch) | many | medium | few | "
           "idle-machine time | epoch seconds summed | per machine: epochs, median s / epoch |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for method in ("la", "bcl", "bcl-s1", "la-s1"):
+    names = sys.argv[2:] or sorted(p.name for p in saved.iterdir() if p.is_dir())
+    for method in names:
         run = saved / method
         if not (run / "train.log").is_file():
             continue
