@@ -17,8 +17,8 @@ warm-up beside the published per-epoch one, step by step, and where they differ.
 
     python benchmarks/bcl_equivalence.py [--steps 8] [--batch 128] [--seed 0]
 
-The batch is random normal images of CIFAR's shape with labels drawn from the
-CIFAR-100-LT r100 class counts (many classes absent from a batch, as in training).
+The batch is random normal images of CIFAR's shape with labels drawn from the preset's
+long-tailed class counts (many classes absent from a batch, as in training).
 A third copy, balcon's model in channels_last, is the control: its drift from balcon is
 float32 rounding alone. Exit status 1 if balcon's distance to the reference exceeds
 ``--tol`` times its distance to the control.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import sys
 from pathlib import Path
 
@@ -130,6 +131,10 @@ def schedule_report(cfg, steps_per_epoch: int) -> str:  # noqa: ANN001
         f"all steps: published {published_sum:.2f}, balcon {balcon_sum:.2f}"])
 
 
+#: A CIFAR dataset's images per class before the long tail is cut, and its classes.
+CIFAR_SIZES = {"cifar10": (5000, 10), "cifar100": (500, 100)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="cifar100-lt-r100")
@@ -145,7 +150,9 @@ def main() -> int:
     args = p.parse_args()
     torch.manual_seed(args.seed)
     cfg = load_preset(args.preset)
-    counts = longtail_counts(500, 100, cfg.data.imbalance)
+    if cfg.data.dataset not in CIFAR_SIZES:
+        p.error(f"--preset {args.preset} trains on {cfg.data.dataset}; pick a CIFAR-LT preset")
+    counts = longtail_counts(*CIFAR_SIZES[cfg.data.dataset], cfg.data.imbalance)
     num_classes = len(counts)
     model = build_model(cfg.model, num_classes)
     reference = ref.Model(num_classes, argparse.Namespace(
@@ -182,9 +189,11 @@ def main() -> int:
         print(f"step {step + 1}: loss balcon {loss_b.item():.6f} reference {loss_r:.6f} "
               f"control {loss_c.item():.6f}; largest relative difference of any weight or "
               f"statistic: to the reference {worst:.2e} ({where}), to the control {drift:.2e}")
-    print(f"lr schedule of {args.preset} (43 steps an epoch, 10,847 images / batch 256), "
-          "balcon against the published per-epoch warm-up:")
-    print(schedule_report(cfg, steps_per_epoch=43))
+    steps_per_epoch = math.ceil(sum(counts) / cfg.train.batch_size)
+    print(f"lr schedule of {args.preset} ({steps_per_epoch} steps an epoch, {sum(counts):,} "
+          f"images / batch {cfg.train.batch_size}), balcon against the published per-epoch "
+          "warm-up:")
+    print(schedule_report(cfg, steps_per_epoch))
     ok = worst_all <= args.tol
     print(f"{'SAME' if ok else 'DIFFERENT'}: balcon's distance to the reference is at most "
           f"{worst_all:.2f}x its distance to the control (tolerance {args.tol:g}x)")

@@ -110,13 +110,16 @@ def strong_view(cutout_after_normalize: bool) -> T.Compose:
     return T.Compose(head + tail)
 
 
-def sim_view() -> T.Compose:
-    """Views 2 and 3: SimCLR-style."""
-    return T.Compose([
-        T.RandomResizedCrop(32, scale=(0.08, 1.0)), T.RandomHorizontalFlip(),
-        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
-        T.ToTensor(), T.Normalize(MEAN, STD),
-    ])
+def sim_view(without: str | None = None) -> T.Compose:
+    """Views 2 and 3: SimCLR-style; ``without`` (crop, jitter, hue, gray) leaves a step out."""
+    steps = [] if without == "crop" else [T.RandomResizedCrop(32, scale=(0.08, 1.0))]
+    steps.append(T.RandomHorizontalFlip())
+    if without != "jitter":
+        hue = 0.0 if without == "hue" else 0.1
+        steps.append(T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, hue)], p=0.8))
+    if without != "gray":
+        steps.append(T.RandomGrayscale(p=0.2))
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(MEAN, STD)])
 
 
 class Views(Dataset):

@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision import transforms as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_trainer as ref  # noqa: E402
@@ -53,21 +52,6 @@ from balcon.data.build import load_image_sets, make_train_dataset  # noqa: E402
 from balcon.data.device_views import DeviceViews  # noqa: E402
 from balcon.engine.steps import make_objective  # noqa: E402
 from balcon.runs.inference import model_for_inference  # noqa: E402
-
-
-def reference_sim(without: str | None) -> T.Compose:
-    """The reference trainer's views 2 and 3, less the step ``without`` names."""
-    if without is None:
-        return ref.sim_view()
-    steps = [T.RandomResizedCrop(32, scale=(0.08, 1.0)) if without != "crop" else None,
-             T.RandomHorizontalFlip()]
-    if without != "jitter":
-        hue = 0.0 if without == "hue" else 0.1
-        steps.append(T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, hue)], p=0.8))
-    if without != "gray":
-        steps.append(T.RandomGrayscale(p=0.2))
-    steps += [T.ToTensor(), T.Normalize(ref.MEAN, ref.STD)]
-    return T.Compose([s for s in steps if s is not None])
 
 
 def drop_from_device_views(without: str) -> None:
@@ -107,7 +91,7 @@ def reference_views(images, indices: torch.Tensor, seed: int,  # noqa: ANN001, A
     """The reference trainer's PIL views (its transforms, its RNG use) of ``indices``."""
     torch.manual_seed(seed)
     np.random.seed(seed)
-    strong, sim = ref.strong_view(False), reference_sim(without)
+    strong, sim = ref.strong_view(False), ref.sim_view(without)
     out = [[], [], []]
     for i in indices.tolist():
         img = images.image(i)
