@@ -121,6 +121,25 @@ def test_bcl_gradient_matches_reference_autograd():
     torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-7, atol=1e-10)
 
 
+def test_bcl_gradient_is_bit_identical_run_to_run_on_a_multithreaded_cpu():
+    """The recipe's sizes (2B x D = 512 x 128, above PyTorch's parallel grain) on 2 threads:
+    a backward that adds with float atomics (``x[idx]``'s) differs in the last bits from run
+    to run, which breaks bit-exact resumes of a CPU run."""
+    feats, labels, protos = random_inputs(256, 100, 128, 3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = []
+        for _ in range(4):
+            f, p = feats.clone().requires_grad_(), protos.clone().requires_grad_()
+            BalancedContrastiveLoss(0.1)(f, labels, p).backward()
+            grads.append((f.grad, p.grad))
+    finally:
+        torch.set_num_threads(threads)
+    for f_grad, p_grad in grads[1:]:
+        assert torch.equal(f_grad, grads[0][0]) and torch.equal(p_grad, grads[0][1])
+
+
 def test_bcl_under_bf16_autocast_is_float32():
     feats, labels, protos = random_inputs(8, 4, 16, 5)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -192,8 +192,10 @@ class BalancedContrastiveLoss(nn.Module):
                 denom = denom + exp_proto.sum(dim=0)
 
         # Sum of s_ip over positives from per-class feature sums: O(C D), not O(N 2B).
+        # index_select, not [anchor_labels]: that one's backward adds with float atomics
+        # on a multi-threaded CPU, so two runs of one step would differ in the last bits.
         start = protos if protos is not None else anchors.new_zeros(num_classes, anchors.shape[1])
-        own = start.index_add(0, anchor_labels, anchors)[anchor_labels]
+        own = start.index_add(0, anchor_labels, anchors).index_select(0, anchor_labels)
         pos_sum = ((own * anchors).sum(1) - (anchors * anchors).sum(1)) / self.temperature
         pos_count = (counts[anchor_labels] - 1).to(sim.dtype)
         loss = denom.log() + shift - pos_sum / pos_count
