@@ -152,7 +152,7 @@ def main() -> int:
     cfg = load_preset(args.preset)
     if cfg.data.dataset not in CIFAR_SIZES:
         p.error(f"--preset {args.preset} trains on {cfg.data.dataset}; pick a CIFAR-LT preset")
-    counts = longtail_counts(*CIFAR_SIZES[cfg.data.dataset], cfg.data.imbalance)
+    counts = longtail_counts(*CIFAR_SIZES[cfg.data.dataset], cfg.data.imbalance, cfg.data.profile)
     num_classes = len(counts)
     model = build_model(cfg.model, num_classes)
     reference = ref.Model(num_classes, argparse.Namespace(
