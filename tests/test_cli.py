@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import torch
 from PIL import Image
 
 from balcon.cli import main
+from balcon.errors import BalconError
 
 
 def run_error(capsys, args: list[str]) -> str:
@@ -23,14 +27,31 @@ def run_error(capsys, args: list[str]) -> str:
 def test_presets_list_and_show(capsys):
     assert main(["presets"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    listed = {line.split()[0]: line.split()[1:] for line in lines}
+    listed = {line.split()[0]: line.split()[1:] for line in lines if not line.startswith(" ")}
     assert len(listed) == 19
     assert listed["cifar100-lt-r100-400ep"] == ["base:", "cifar100-lt-r100"]
     assert listed["cifar10-lt-r100"] == ["(root)"]
-    assert main(["presets", "show", "cifar10-lt-r50"]) == 0
-    shown = capsys.readouterr().out
-    assert "imbalance: 50.0" in shown and "lr: 0.15" in shown  # the parent's field too
-    assert "# Resolved: cifar10-lt-r50 <- cifar10-lt-r100 <- balcon's defaults" in shown
+    # each preset's summary follows it, with the paper's figure for the paper's rows
+    at = lines.index(next(line for line in lines if line.startswith("cifar100-lt-r50 ")))
+    assert lines[at + 1] == ("    CIFAR-100-LT, imbalance 50, ResNet-32, BCL, 200 epochs; "
+                             "paper: 56.6 top-1.")
+    for name in ("cifar10-lt-r50", "show cifar10-lt-r50"):  # a bare name shows it too
+        assert main(["presets", *name.split()]) == 0
+        shown = capsys.readouterr().out
+        assert "imbalance: 50.0" in shown and "lr: 0.15" in shown  # the parent's field too
+        assert "# Resolved: cifar10-lt-r50 <- cifar10-lt-r100 <- balcon's defaults" in shown
+
+
+def test_output_into_a_closed_pipe_stops_quietly():
+    """`balcon presets | head -1`: no traceback when the reader stops reading."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "balcon", "presets"], stdout=write_end,
+                              stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr.decode() == ""
 
 
 def test_unknown_preset(capsys):
@@ -90,7 +111,8 @@ def test_existing_run_directory_is_not_overwritten(capsys, tmp_path: Path,
 
 def test_corrupt_image_on_the_device_pipeline(capsys, tmp_path: Path, image_folder_root: Path):
     """The device pipeline decodes every image before training: the error names the file,
-    the run directory holds only its config, and the same --out works once it is fixed."""
+    the run directory holds only its config and a log that ends with the error, and the
+    same --out works once it is fixed."""
     bad = image_folder_root / "train" / "b" / "1.png"
     bad.write_bytes(b"\x89PNG broken")
     args = ["train", "--preset", "imagefolder-r32", "--data-dir", str(image_folder_root),
@@ -99,7 +121,9 @@ def test_corrupt_image_on_the_device_pipeline(capsys, tmp_path: Path, image_fold
     err = run_error(capsys, args)
     assert "1.png" in err and "replace or remove" in err
     assert {p.name for p in (tmp_path / "run").iterdir()} <= {"config.yaml", "run.json",
-                                                              ".lock"}
+                                                              ".lock", "train.log"}
+    last_line = (tmp_path / "run" / "train.log").read_text().strip().splitlines()[-1]
+    assert " stopped: " in last_line and "1.png" in last_line
     Image.new("RGB", (40, 36)).save(bad)
     (image_folder_root / "notes").mkdir()  # a folder balcon does not read: the log says so
     assert main(args) == 0
@@ -167,3 +191,18 @@ def test_version(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f"balcon {balcon.__version__}"
+
+
+def test_resume_passes_download_on(monkeypatch, tmp_path: Path):
+    """`train --resume DIR --download` fetches CIFAR when it is absent, as a new run does."""
+    import balcon.runs
+
+    seen = {}
+
+    def fake_resume(run_dir, data_dir=None, device=None, download=False):
+        seen.update(run_dir=run_dir, download=download)
+        raise BalconError("stop here")
+
+    monkeypatch.setattr(balcon.runs, "resume", fake_resume)
+    assert main(["train", "--resume", str(tmp_path), "--download", "--device", "cpu"]) == 2
+    assert seen == {"run_dir": str(tmp_path), "download": True}

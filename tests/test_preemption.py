@@ -294,7 +294,19 @@ def test_config_first_and_a_run_that_wrote_only_its_config(monkeypatch, tmp_path
     monkeypatch.setattr("balcon.engine.prepare.load_image_sets", no_data)
     with pytest.raises(BalconError, match="went away"):
         fit(tiny("data.pipeline=device"), None, run, device="cpu")
+    # the run's log says why it stopped, so a requeue script reading it sees the cause
+    last_line = (run / "train.log").read_text().strip().splitlines()[-1]
+    assert last_line.endswith("stopped: the data is on a disk that went away")
+
+    def preempted_while_loading(*a, **k):
+        raise Preempted("preempted (SIGTERM) before training")
+
+    monkeypatch.setattr("balcon.engine.prepare.load_image_sets", preempted_while_loading)
+    with pytest.raises(Preempted):
+        resume(run, device="cpu")
     monkeypatch.undo()
+    last_line = (run / "train.log").read_text().strip().splitlines()[-1]
+    assert last_line.endswith("stopped: preempted (SIGTERM) before training")
     assert not (run / "last.pt").exists()
     assert main(["train", "--resume", str(run), "--device", "cpu"]) == 0
     assert same(weights(run), reference["device"])

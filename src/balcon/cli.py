@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from balcon.config import (
     LossConfig,
     list_presets,
     preset_base,
+    preset_summary,
     preset_yaml,
 )
 from balcon.errors import (
@@ -42,9 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"balcon {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    pr = sub.add_parser("presets", help="list the presets (and their parents), or show one "
-                        "as fully resolved YAML")
-    pr.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    pr = sub.add_parser("presets", help="list the presets (their parents, what each trains "
+                        "and the paper's top-1), or show one as fully resolved YAML")
+    pr.add_argument("action", nargs="?", default="list", metavar="list | show | NAME",
+                    help="list (the default); show NAME, or NAME alone, prints that preset")
     pr.add_argument("name", nargs="?", help="preset to show")
 
     tr = sub.add_parser(
@@ -120,8 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
     ex.add_argument("--format", dest="fmt", required=True, choices=["onnx", "torchscript"],
                     help="onnx (needs balcon[export]) or torchscript")
-    ex.add_argument("--out", help="file to write (default: beside the checkpoint, "
-                    "best.onnx / best.torchscript.pt)")
+    ex.add_argument("--out", help="file to write (default: beside the checkpoint, named "
+                    "after it: best.pt gives best.onnx / best.torchscript.pt)")
     return p
 
 
@@ -137,16 +141,19 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    if args.action == "show" or args.name:
-        if not args.name:
+    name = args.name if args.action in ("list", "show") else args.action
+    if args.action == "show" or name:
+        if not name:
             raise BalconError("balcon presets show NAME: give a preset name")
-        print(preset_yaml(args.name), end="")
+        print(preset_yaml(name), end="")
         return 0
     names = list_presets()
     width = max(map(len, names))
     for name in names:
         base = preset_base(name)
         print(f"{name:<{width}}  {'base: ' + base if base else '(root)'}")
+        print(textwrap.fill(preset_summary(name), width=88, initial_indent="    ",
+                            subsequent_indent="    "))
     return 0
 
 
@@ -267,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nbalcon: interrupted; a run continues with balcon train --resume RUN_DIR",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader closed our output (`balcon presets | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # as a Unix tool killed by SIGPIPE
     finally:
         for sig, handler in previous.items():  # main() may run inside a larger program
             signal.signal(sig, handler)

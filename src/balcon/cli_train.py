@@ -51,8 +51,8 @@ def short_schedule_note(planned_epochs: int, cfg: Config) -> str | None:
         return None
     return (f"note: {cfg.train.epochs} of the planned {planned_epochs} epochs. BCL beat LA at "
             "the full schedule (CIFAR-100-LT, 200 epochs: 51.45 against 50.11), but LA scored "
-            "higher at 15 and 50 epochs (BENCHMARKS.md); for a short run, --set "
-            "loss.method=la is the stronger choice")
+            "higher at 15 epochs (CIFAR-10-LT: 48.5 against 34.6; BENCHMARKS.md); for a "
+            "short run, --set loss.method=la is the stronger choice")
 
 
 def _print_results(run_dir: Path, summary: dict) -> None:
@@ -85,7 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.seeds is not None or (args.resume and on_main(read_seeds, args.resume)):
         return _train_seeds(args)
     if args.resume:
-        result = resume(args.resume, data_dir=args.data_dir, device=args.device)
+        result = resume(args.resume, data_dir=args.data_dir, device=args.device,
+                        download=args.download)
     else:
         cfg = _config_for(args)
         out = _run_dir(args.out, cfg.name)

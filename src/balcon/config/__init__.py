@@ -14,6 +14,7 @@ from balcon.config.files import (
     load_config_file,
     load_preset,
     preset_base,
+    preset_summary,
     preset_yaml,
     resolve_base,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "load_config_file",
     "load_preset",
     "preset_base",
+    "preset_summary",
     "preset_yaml",
     "resolve_base",
     "run_config",

@@ -13,6 +13,7 @@ replaces the parent's list), then checks the whole config once.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "load_config_file",
     "load_preset",
     "preset_base",
+    "preset_summary",
     "preset_yaml",
     "resolve_base",
 ]
@@ -129,6 +131,14 @@ def load_preset(name: str) -> Config:
     raw = resolve_base(_read_yaml(_preset_text(name), source), source)
     raw["name"] = name
     return config_from_dict(raw, source=source)
+
+
+def preset_summary(name: str) -> str:
+    """The first sentence of preset ``name``'s header comment: what it trains and, for a
+    paper's benchmark, the published top-1 it is measured against."""
+    comment = " ".join(line.lstrip("#").strip() for line in _preset_text(name).splitlines()
+                       if line.startswith("#"))
+    return re.split(r"(?<=\.)\s", comment, maxsplit=1)[0]
 
 
 def preset_yaml(name: str) -> str:

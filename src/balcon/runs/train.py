@@ -120,16 +120,18 @@ def resume(run_dir: str | Path, data_dir: str | Path | None = None,
 def _run(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str | None,
          download: bool, stop_after: int | None, state: dict[str, Any] | None) -> RunResult:
     """Prepare, train and report, logged to ``train.log``; signals are handled at step
-    boundaries during the epochs, at once elsewhere."""
+    boundaries during the epochs, at once elsewhere. An error or a signal in any phase,
+    preparing the data included, ends ``train.log`` with a "stopped: ..." line."""
     ctx, _ = init_distributed(device)
     with StepControl(ctx, cfg.train.checkpoint_minutes,
                      f"continue with balcon train --resume {run_dir}") as control:
-        t = prepare(cfg, data_dir, device, download, state, str(run_dir))
         epochs = cfg.train.epochs
         last = min(epochs, stop_after) if stop_after is not None else epochs
-        keeper = RunKeeper(t, run_dir, data_dir, control)
         log = RunLog(run_dir, enabled=ctx.is_main)
+        keeper: RunKeeper | None = None
         try:
+            t = prepare(cfg, data_dir, device, download, state, str(run_dir))
+            keeper = RunKeeper(t, run_dir, data_dir, control)
             _log_start(t, run_dir)
             with control.steps():
                 train_epochs(t, keeper, last)
@@ -146,7 +148,8 @@ def _run(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str | 
             LOG.info("stopped: interrupted")
             raise
         finally:
-            keeper.close()
+            if keeper is not None:
+                keeper.close()
             log.close()
     return RunResult(run_dir, keeper.summary)
 
