@@ -6,8 +6,11 @@ published recipe so that a difference between the two is a difference in balcon.
 
 What it follows (the LDAM-DRW / BCL CIFAR lineage, as ``../shared/RECIPES.md`` records):
 
-- data: a CIFAR-10 ImageFolder tree (``train/<class>/*.jpg``, ``test/<class>/*.jpg``)
-  read with ``torchvision.datasets.ImageFolder``; the long-tailed training subset keeps
+- data: torchvision's CIFAR-10 / CIFAR-100 pickle layout (``cifar-10-batches-py`` or
+  ``cifar-100-python`` in the data folder, what ``balcon train --download`` fetches),
+  read as torchvision's ``CIFAR10`` / ``CIFAR100`` read it but without their checksum
+  test, so re-made copies load, or an ImageFolder tree
+  (``train/<class>/*.jpg``, ``test/<class>/*.jpg``); the long-tailed training subset keeps
   ``int(n_max * (1 / imbalance) ** (i / (C - 1)))`` images of class i, the first ones
   after one ``numpy.random.RandomState(0)`` shuffles each class's indices in turn;
 - views: per-image PIL transforms in a ``DataLoader``. View 1: RandomCrop(32, padding
@@ -53,14 +56,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets
@@ -83,6 +90,59 @@ def longtail_subset(targets: list[int], num_classes: int, imbalance: float, seed
         rng.shuffle(idx)
         keep.extend(idx[:n].tolist())
     return keep
+
+
+class CifarPickles(Dataset):
+    """A CIFAR pickle folder as PIL images: ``data`` rows in file order, as torchvision's
+    ``CIFAR10`` / ``CIFAR100`` load them (``fine_labels`` for CIFAR-100)."""
+
+    def __init__(self, folder: Path, train: bool, transform: Callable | None = None) -> None:
+        c100 = folder.name == "cifar-100-python"
+        if c100:
+            files = ["train"] if train else ["test"]
+        else:
+            files = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+        data, self.targets = [], []
+        for name in files:
+            with open(folder / name, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            data.append(batch["data"])
+            self.targets += batch["fine_labels" if c100 else "labels"]
+        self.data = np.vstack(data).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        self.classes = list(range(100 if c100 else 10))
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        image = Image.fromarray(self.data[i])
+        return (self.transform(image) if self.transform else image), self.targets[i]
+
+
+PICKLE_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def load_sets(data_dir: Path, dataset: str | None = None) -> tuple[Dataset, Dataset]:
+    """The training set (PIL images) and the normalised test set: torchvision's CIFAR
+    pickle layout of ``dataset`` (default: the one ``data_dir`` holds), else an
+    ImageFolder tree."""
+    test_view = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
+    held = [name for name, folder in PICKLE_FOLDERS.items() if (data_dir / folder).is_dir()]
+    if dataset is None and len(held) > 1:
+        raise SystemExit(f"{data_dir} holds both CIFAR-10 and CIFAR-100; pass --dataset")
+    dataset = dataset or (held[0] if held else None)
+    if dataset is not None:
+        folder = data_dir / PICKLE_FOLDERS[dataset]
+        if not folder.is_dir():
+            raise SystemExit(f"{data_dir} has no {folder.name}/; give the folder that holds it")
+        return (CifarPickles(folder, train=True),
+                CifarPickles(folder, train=False, transform=test_view))
+    if not (data_dir / "train").is_dir():
+        raise SystemExit(f"{data_dir} holds neither cifar-100-python/, cifar-10-batches-py/ "
+                         "nor train/ and test/; give the data folder")
+    return (datasets.ImageFolder(str(data_dir / "train")),
+            datasets.ImageFolder(str(data_dir / "test"), transform=test_view))
 
 
 class Cutout:
@@ -348,6 +408,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("data_dir", type=Path)
     p.add_argument("out", type=Path)
+    p.add_argument("--dataset", choices=sorted(PICKLE_FOLDERS),
+                   help="which CIFAR pickle folder of data_dir to read (needed when it holds "
+                   "both; without either folder, data_dir is an ImageFolder tree)")
     p.add_argument("--method", choices=["la", "bcl"], default="la")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--warmup", type=int, default=1)
@@ -375,9 +438,7 @@ def main() -> None:
     np.random.seed(args.seed)
     random.seed(args.seed)
 
-    train_all = datasets.ImageFolder(str(args.data_dir / "train"))
-    test_set = datasets.ImageFolder(str(args.data_dir / "test"),
-                                    transform=T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)]))
+    train_all, test_set = load_sets(args.data_dir, args.dataset)
     num_classes = len(train_all.classes)
     keep = longtail_subset(train_all.targets, num_classes, args.imbalance)
     counts = np.bincount(np.array(train_all.targets)[keep], minlength=num_classes).tolist()

@@ -8,6 +8,7 @@ and ``benchmarks/finetune_memory.py`` must measure balcon's own step for each mo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import pickle
@@ -173,3 +174,48 @@ def test_run_spread_compares_two_runs_class_by_class(bench_module, tmp_path, mon
     assert [c.strip() for c in row[4:9]] == ["+0.67", "+0.67 +- 3.27", "+1.00", "-2.00",
                                              "+3.00"]
     assert row[9].strip() == f"{3.2660 / (12 ** 0.5):.2f}"
+
+
+def test_reference_trainer_reads_the_pickle_layout_and_selects_balcon_s_images(
+        bench_module, tmp_path, monkeypatch, capsys):
+    """What `balcon train --download` fetches, the reference reads too: the same long-tailed
+    images (pixels and labels, in order) as balcon's preset, then one LA epoch trains."""
+    from balcon.config import load_preset
+    from balcon.data import load_image_sets
+
+    ref = bench_module("reference_trainer")
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.RandomState(3)
+    for name, per_class in (("train", 6), ("test", 1)):
+        labels = np.repeat(np.arange(100), per_class)
+        rng.shuffle(labels)
+        pixels = rng.randint(0, 256, (len(labels), 3072)).astype(np.uint8)
+        (folder / name).write_bytes(pickle.dumps(
+            {"data": pixels, "fine_labels": labels.tolist()}, protocol=2))
+    (folder / "meta").write_bytes(pickle.dumps(
+        {"fine_label_names": [f"c{i:02d}" for i in range(100)]}, protocol=2))
+    train, test = ref.load_sets(tmp_path)
+    keep = ref.longtail_subset(train.targets, 100, imbalance=3.0)
+    cfg = load_preset("cifar100-lt-r100").data
+    balcon_train = load_image_sets(dataclasses.replace(cfg, imbalance=3.0), tmp_path).train
+    assert np.array_equal(train.data[keep], balcon_train.pixels)
+    assert np.array_equal(np.array(train.targets)[keep], balcon_train.labels)
+    (tmp_path / "cifar-10-batches-py").mkdir()  # both layouts: the reference asks which
+    with pytest.raises(SystemExit, match="holds both CIFAR-10 and CIFAR-100; pass --dataset"):
+        ref.load_sets(tmp_path)
+    assert len(ref.load_sets(tmp_path, "cifar100")[0]) == 600
+    (tmp_path / "cifar-10-batches-py").rmdir()
+    image, label = test[0]
+    assert image.shape == (3, 32, 32) and label == pickle.loads(
+        (folder / "test").read_bytes())["fine_labels"][0]
+
+    out = tmp_path / "ref.jsonl"
+    monkeypatch.setattr(sys, "argv", [
+        "reference_trainer.py", str(tmp_path), str(out), "--method", "la", "--epochs", "1",
+        "--warmup", "1", "--milestones", "1", "1", "--imbalance", "3", "--workers", "0",
+        "--batch", "64"])
+    ref.main()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sum(records[0]["counts"]) == len(keep) and records[1]["epoch"] == 1
+    assert 0 <= records[1]["top1"] <= 100
