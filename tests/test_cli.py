@@ -193,6 +193,40 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"balcon {balcon.__version__}"
 
 
+def test_outputs_never_replace_an_input_a_run_file_or_another_kind_of_file(capsys,
+                                                                          tmp_path: Path):
+    """eval, predict and export refuse, before any work, an --out or --predictions that
+    would overwrite the checkpoint, an input image, or a run's own files."""
+    run = tmp_path / "run"
+    run.mkdir()
+    kept = {run / name: name.encode() for name in ("last.pt", "best.pt", "config.yaml",
+                                                   "summary.json")}
+    image = tmp_path / "cat.png"
+    kept[image] = b"an image"
+    for path, data in kept.items():
+        path.write_bytes(data)
+    ckpt = str(run / "last.pt")
+    cases = [
+        (["eval", "--checkpoint", ckpt, "--out", ckpt], "is an input of this command"),
+        (["eval", "--checkpoint", ckpt, "--out", str(run / "best.pt")], "is a run's best.pt"),
+        (["eval", "--checkpoint", ckpt, "--out", str(run / "summary.json")],
+         "is a run's summary.json"),
+        (["eval", "--checkpoint", ckpt, "--predictions", str(run / "config.yaml")],
+         "is a run's config.yaml"),
+        (["predict", "--checkpoint", ckpt, str(image), "--out", str(image)],
+         "exists and is not a .csv file"),
+        (["export", "--checkpoint", ckpt, "--format", "torchscript", "--out",
+          str(run / "best.pt")], "is a run's best.pt"),
+        (["export", "--checkpoint", ckpt, "--format", "torchscript", "--out", ckpt],
+         "is an input of this command"),
+    ]
+    for args, culprit in cases:
+        err = run_error(capsys, args)
+        flag = "--predictions" if "--predictions" in args else "--out"
+        assert culprit in err and f"choose another {flag}" in err, (args, err)
+    assert all(path.read_bytes() == data for path, data in kept.items())
+
+
 def test_resume_passes_download_on(monkeypatch, tmp_path: Path):
     """`train --resume DIR --download` fetches CIFAR when it is absent, as a new run does."""
     import balcon.runs

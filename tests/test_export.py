@@ -115,7 +115,7 @@ def test_out_may_be_a_file_or_a_folder(checkpoint: Path, tmp_path: Path):
     folder.mkdir()
     inside = export_checkpoint(checkpoint, "torchscript", out=folder)
     assert inside.path == folder / "best.torchscript.pt" and inside.path.is_file()
-    with pytest.raises(BalconError, match="is the checkpoint itself"):
+    with pytest.raises(BalconError, match="is an input of this command"):
         export_checkpoint(checkpoint, "torchscript", out=checkpoint)
     assert load_checkpoint(checkpoint)["epoch"] == 1  # untouched
 

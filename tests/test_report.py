@@ -461,6 +461,12 @@ def test_runs_named_twice_count_once_and_unready_seeds_are_left_out(
     assert main(["report", str(seeds_dir), "--out", str(tmp_path / "no" / "x.html")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "choose another --out" in err
+    best = seeds / "seed0" / "best.pt"
+    kept = best.read_bytes()
+    assert main(["report", str(seeds / "seed0"), "--out", str(best)]) == 2  # not over a run
+    err = capsys.readouterr().err
+    assert f"--out {best} is a run's best.pt" in err and "choose another --out" in err
+    assert best.read_bytes() == kept
 
 
 def test_seeds_continue_resumes_the_same_seeds_and_refuses_others(

@@ -180,7 +180,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from balcon.report import format_per_class, format_results, write_predictions
     from balcon.runs import evaluate_checkpoint
+    from balcon.runs.files import check_output
 
+    ckpt = Path(args.checkpoint)
+    out = check_output(args.out or ckpt.with_name(ckpt.stem + "-eval.json"), "--out",
+                       (".json",), [ckpt])
+    if args.predictions:
+        check_output(args.predictions, "--predictions", (".csv",), [ckpt])
     metrics, predictions = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir,
                                                device=args.device, split=args.split)
     print(format_results({f"epoch {metrics['epoch']}, {metrics['split']}": metrics}))
@@ -191,8 +197,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print()
         print(format_per_class(metrics["per_class"], metrics["class_names"],
                                metrics["class_counts"]))
-    ckpt = Path(args.checkpoint)
-    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "-eval.json")
     try:
         out.write_text(json.dumps(metrics, indent=2))
     except OSError as err:
@@ -212,12 +216,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     from balcon.report import write_image_predictions
     from balcon.runs import predict_images
+    from balcon.runs.files import check_output
 
     if args.top_k < 1:
         raise BalconError(f"--top-k must be >= 1, got {args.top_k}")
-    predictions = predict_images(args.checkpoint, args.images, device=args.device)
     ckpt = Path(args.checkpoint)
-    out = Path(args.out) if args.out else ckpt.with_name(ckpt.stem + "-predictions.csv")
+    out = check_output(args.out or ckpt.with_name(ckpt.stem + "-predictions.csv"), "--out",
+                       (".csv",), [ckpt])
+    predictions = predict_images(args.checkpoint, args.images, device=args.device)
     try:
         write_image_predictions(predictions, out, top_k=args.top_k)
     except OSError as err:

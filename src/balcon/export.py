@@ -58,6 +58,7 @@ from balcon.config import Config
 from balcon.errors import BalconError, short_reason
 from balcon.models.finetune import merge_lora
 from balcon.runs.checkpoint import write_atomic
+from balcon.runs.files import check_output
 from balcon.runs.inference import model_for_inference
 
 __all__ = [
@@ -288,10 +289,9 @@ def _output_path(checkpoint: Path, fmt: str, out: str | Path | None) -> Path:
         return default_output(checkpoint, fmt)
     path = Path(out)
     if path.is_dir():
-        return path / default_output(checkpoint, fmt).name
-    if path.exists() and path.resolve() == checkpoint.resolve():
-        raise BalconError(f"--out {path} is the checkpoint itself; choose another --out")
-    return path
+        path = path / default_output(checkpoint, fmt).name
+    return check_output(path, "--out", (".onnx",) if fmt == "onnx" else (".pt", ".pth", ".ts"),
+                        [checkpoint])
 
 
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None = None,
@@ -313,8 +313,8 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
     if fmt == "onnx":
         _need_onnx()
     checkpoint = Path(checkpoint)
-    state, cfg, bcl, _ = model_for_inference(checkpoint, "cpu")
     path = _output_path(checkpoint, fmt, out)
+    state, cfg, bcl, _ = model_for_inference(checkpoint, "cpu")
     model = InferenceModel(merge_lora(bcl.encoder), bcl.classifier).float()
     model = model.to(memory_format=torch.contiguous_format).eval()
     for param in model.parameters():

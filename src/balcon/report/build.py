@@ -11,6 +11,7 @@ from balcon.report.page import Analysed, analyse, comparison_page, run_page
 from balcon.report.report_pass import report_pass
 from balcon.report.runs import Run, expand_runs, group_runs, read_run
 from balcon.runs.checkpoint import write_text_atomic
+from balcon.runs.files import check_output
 
 __all__ = ["analyse_runs", "build_report"]
 
@@ -27,7 +28,7 @@ def _output(runs: Sequence[Run], out: str | Path | None) -> Path:
     if not target.parent.is_dir():
         raise BalconError(f"--out {out}: folder {target.parent} does not exist; create it or "
                           "choose another --out")
-    return target
+    return check_output(target, "--out", (".html", ".htm"))
 
 
 def _read_runs(paths: Sequence[str | Path], checkpoint: str,

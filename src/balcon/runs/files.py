@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "LAST",
     "LOCK",
     "METRICS",
+    "RUN_FILES",
     "RUN_INFO",
     "SEEDS",
     "SUMMARY",
@@ -37,6 +39,7 @@ __all__ = [
     "RunLock",
     "RunLog",
     "check_new_run_dir",
+    "check_output",
     "data_folder",
     "open_new_run",
     "open_resume",
@@ -47,8 +50,32 @@ __all__ = [
 #: The files of a run directory (and of a multi-seed folder, ``SEEDS``).
 CONFIG, RUN_INFO, TRAIN_LOG, METRICS = "config.yaml", "run.json", "train.log", "metrics.jsonl"
 LAST, BEST, SUMMARY, SEEDS = "last.pt", "best.pt", "summary.json", "seeds.json"
+#: Every file balcon keeps in a run directory or a --seeds folder: no command's output
+#: replaces one.
+RUN_FILES = (CONFIG, RUN_INFO, TRAIN_LOG, METRICS, LAST, BEST, SUMMARY, SEEDS)
 #: The lock file of a run directory: whoever holds its flock writes the run.
 LOCK = ".lock"
+
+
+def check_output(path: str | Path, flag: str, writes: tuple[str, ...],
+                 inputs: Sequence[str | Path] = ()) -> Path:
+    """``path``, where a command will write its result, unless that would destroy
+    something: an existing file that is one of the command's ``inputs``, a run's own file
+    (:data:`RUN_FILES`), or a file of another kind than those the command writes
+    (``writes``: name endings such as ``.csv``) is refused in one line, before any work."""
+    out = Path(path)
+    if not out.is_file():
+        return out
+    if any(Path(i).exists() and out.samefile(i) for i in inputs):
+        culprit = "is an input of this command"
+    elif out.name in RUN_FILES:
+        culprit = f"is a run's {out.name}"
+    elif not out.name.endswith(writes):
+        culprit = f"exists and is not a {' or '.join(writes)} file"
+    else:
+        return out
+    raise BalconError(f"{flag} {out} {culprit}; writing there would replace it: choose "
+                      f"another {flag}")
 
 
 class _LogFile(logging.FileHandler):
