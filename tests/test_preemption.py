@@ -327,7 +327,8 @@ def test_corrupt_last_pt_and_a_mid_epoch_checkpoint_of_other_processes(
     (run / "last.pt").write_bytes(data[: len(data) // 2])
     assert main(["train", "--resume", str(run), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"{run / 'last.pt'} is truncated or corrupt" in err and "delete it" in err
+    assert f"checkpoint {run / 'last.pt'} is unreadable (" in err
+    assert "it is truncated or corrupt: delete it" in err and "give a checkpoint" not in err
     assert "\n" not in err
 
 

@@ -73,6 +73,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from balcon.runs import fit, resume
     from balcon.runs.seeds import read_seeds
 
+    for flag, what in (("preset", "a preset name (balcon presets lists them)"),
+                       ("config", "a YAML file"), ("resume", "a run directory")):
+        if getattr(args, flag) == "":
+            raise BalconError(f"--{flag} is empty; give {what}")
     ctx, _ = init_distributed(args.device)
     if args.resume and (args.overrides or args.epochs is not None or args.out
                         or args.continue_ or args.seeds is not None):

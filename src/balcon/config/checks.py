@@ -23,7 +23,7 @@ from balcon.config.sections import (
 from balcon.errors import BalconError
 from balcon.methods import method_names
 
-__all__ = ["validate"]
+__all__ = ["MAX_SEED", "check_seed", "validate"]
 
 #: One section of timm's RandAugment string: ops (n), magnitude (m), its noise (mstd),
 #: cap (mmax), increasing ops (inc), op probability (p), op set (t...).
@@ -49,6 +49,16 @@ def _check_randaugment(text: str) -> None:
             f"data.randaugment {text!r} is not a timm RandAugment string; write it like "
             "rand-n2-m10-mstd0.5 (n: ops per image, m: magnitude, mstd: its noise)"
         ) from None
+
+
+#: The largest seed: every generator balcon seeds (torch, numpy, Python's) takes 0..2**31-1.
+MAX_SEED = 2**31 - 1
+
+
+def check_seed(seed: int, name: str) -> None:
+    """Refuse a seed outside 0..:data:`MAX_SEED`, naming the option that gave it."""
+    _check(0 <= seed <= MAX_SEED, f"{name} must be a whole number from 0 to {MAX_SEED}, "
+           f"got {seed}")
 
 
 #: Fields that take one of a few values.
@@ -105,6 +115,8 @@ def validate(cfg: Config, new_run: bool = True) -> None:
     """
     d, lo, o, t = cfg.data, cfg.loss, cfg.optim, cfg.train
     _check_table(cfg)
+    check_seed(t.seed, "train.seed")
+    check_seed(d.subsample_seed, "data.subsample_seed")
     _check(d.train_split is not None or (d.val_split is None and d.test_split is None),
            "data.val_split and data.test_split need data.train_split (split files go together)")
     _check(d.train_split is None or d.dataset == "imagefolder",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -150,19 +151,43 @@ class ImageSet:
             return [r for r in pool.map(check, range(len(self))) if r is not None]
 
 
+#: The only callables a CIFAR pickle may name: numpy's array rebuilders (numpy 1 and 2
+#: module names) and the codec Python 2 pickles use for bytes. Anything else (a pickle
+#: that would run code when loaded) is refused, as ``torch.load(weights_only=True)``
+#: refuses it in a checkpoint.
+CIFAR_PICKLE_GLOBALS = {
+    *((f"numpy.{core}.multiarray", name) for core in ("core", "_core")
+      for name in ("_reconstruct", "scalar")),
+    *((f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
+#: How to get a good copy, whatever command met the bad one.
+REFETCH = "re-download it (balcon train --download fetches it) or re-create it"
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads numbers, strings, lists, dicts and numpy arrays; nothing that runs code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in CIFAR_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR file "
+                                         "never does")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")
+            data = _CifarUnpickler(f, encoding="latin1").load()
     except FileNotFoundError:
         raise BalconError(
-            f"{path} is missing; the CIFAR folder {path.parent} is incomplete, "
-            "re-download it (add --download) or re-create it"
+            f"{path} is missing; the CIFAR folder {path.parent} is incomplete, {REFETCH}"
         ) from None
+    except pickle.UnpicklingError as err:
+        raise BalconError(f"{path} is not a CIFAR pickle ({err}); {REFETCH}") from None
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
         raise BalconError(
-            f"{path} is not a CIFAR pickle ({type(err).__name__}); "
-            "re-download it (add --download) or re-create it"
+            f"{path} is not a CIFAR pickle ({type(err).__name__}); {REFETCH}"
         ) from None
     if not isinstance(data, dict):
         raise BalconError(f"{path} is not a CIFAR pickle (no dict inside); re-create it")
@@ -353,7 +378,8 @@ def load_cifar(
     if not folder.is_dir():
         raise BalconError(
             f"{root} holds neither {CIFAR_FOLDERS[dataset]}/ nor train/ and test/ folders; "
-            "point --data-dir at the folder that holds them, or add --download"
+            "point --data-dir at the folder that holds them (balcon train --download "
+            "fetches CIFAR into it)"
         )
     return (_load_cifar_pickles(folder, dataset, True),
             _load_cifar_pickles(folder, dataset, False))

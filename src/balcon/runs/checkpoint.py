@@ -10,6 +10,7 @@ cut after the rename) leaves either the old file or the new one, whole.
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +21,7 @@ from balcon.errors import BalconError, load_failure
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "GIVE_A_CHECKPOINT",
     "load_checkpoint",
     "save_checkpoint",
     "write_atomic",
@@ -28,7 +30,11 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "balcon-checkpoint-1"
-REQUIRED = ("format", "epoch", "config", "class_names", "class_counts", "model")
+#: What every checkpoint holds, and the type of each.
+REQUIRED = {"format": str, "epoch": int, "config": dict, "class_names": list,
+            "class_counts": list, "model": dict}
+#: What to do about a file that is not a checkpoint balcon can read.
+GIVE_A_CHECKPOINT = "give a checkpoint balcon wrote (last.pt or best.pt of a run directory)"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -94,26 +100,39 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     write_atomic(path, lambda f: torch.save({"format": CHECKPOINT_FORMAT, **state}, f))
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a balcon checkpoint onto the CPU, ``weights_only=True``; checked for its keys."""
+def _is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with compiled ``code/``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in f"/{name}" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_checkpoint(path: str | Path, fix: str = GIVE_A_CHECKPOINT) -> dict[str, Any]:
+    """Load a balcon checkpoint onto the CPU, ``weights_only=True``; checked for its keys
+    and their types. A file that is none says what it is, then ``fix``."""
     path = Path(path)
     if path.is_dir():
         raise BalconError(f"checkpoint {path} is a folder; give its last.pt or best.pt")
     if not path.is_file():
         raise BalconError(f"checkpoint {path} does not exist; give the path of last.pt or best.pt")
+    if _is_torchscript(path):
+        raise BalconError(f"checkpoint {path} is a TorchScript export (balcon export writes "
+                          "these for inference without balcon); give the checkpoint it came "
+                          "from (last.pt or best.pt of a run directory)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a bad file
-        raise BalconError(
-            f"checkpoint {path} is unreadable ({load_failure(err)}); give a checkpoint balcon "
-            "wrote (last.pt or best.pt of a run directory)"
-        ) from None
+        raise BalconError(f"checkpoint {path} is unreadable ({load_failure(err)}); {fix}"
+                          ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise BalconError(
-            f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file; give a checkpoint balcon "
-            "wrote (last.pt or best.pt of a run directory)"
-        )
+        raise BalconError(f"checkpoint {path} is not a {CHECKPOINT_FORMAT} file; {fix}")
     missing = [k for k in REQUIRED if k not in state]
     if missing:
-        raise BalconError(f"checkpoint {path} lacks {', '.join(missing)}; it is incomplete")
+        raise BalconError(f"checkpoint {path} lacks {', '.join(missing)}; it is incomplete; "
+                          f"{fix}")
+    wrong = [k for k, kind in REQUIRED.items() if not isinstance(state[k], kind)]
+    if wrong:
+        raise BalconError(f"checkpoint {path} has a malformed {', '.join(wrong)}; {fix}")
     return state

@@ -22,7 +22,7 @@ from typing import Any
 
 from balcon import __version__
 from balcon.config import Config, config_to_yaml
-from balcon.errors import LOG, BalconError, one_line
+from balcon.errors import LOG, BalconError
 from balcon.runs.checkpoint import load_checkpoint, write_failure, write_text_atomic
 
 __all__ = [
@@ -237,14 +237,9 @@ def open_resume(run_dir: Path) -> tuple[RunLock, dict[str, Any]]:
         for tmp in run_dir.glob(".*.tmp"):  # writes a kill cut short (we are the only writer)
             tmp.unlink(missing_ok=True)
         if (run_dir / LAST).is_file():
-            try:
-                return lock, load_checkpoint(run_dir / LAST)
-            except BalconError as err:
-                raise BalconError(
-                    f"{run_dir / LAST} is truncated or corrupt ({one_line(err)}); delete "
-                    f"it to start {run_dir} again from the beginning with --resume, or "
-                    "restore it from a backup"
-                ) from None
+            return lock, load_checkpoint(
+                run_dir / LAST, fix=f"it is truncated or corrupt: delete it to start "
+                f"{run_dir} again from the beginning with --resume, or restore it from a backup")
         return lock, _config_only(run_dir)
     except BaseException:
         lock.release()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from balcon.config import Config, apply_overrides, run_config
+from balcon.config.checks import check_seed
 from balcon.engine.distributed import init_distributed, on_main
 from balcon.errors import BalconError
 from balcon.runs.checkpoint import write_text_atomic
@@ -51,6 +52,8 @@ def read_seeds(out: str | Path) -> dict[str, Any] | None:
 def _check_seeds(seeds: list[int]) -> None:
     if not seeds:
         raise BalconError("--seeds needs at least one seed, e.g. --seeds 0 1 2")
+    for seed in seeds:
+        check_seed(seed, "each of --seeds")
     if len(set(seeds)) != len(seeds):
         raise BalconError(f"--seeds lists a seed twice ({' '.join(map(str, seeds))}); give "
                           "each seed once")
