@@ -240,3 +240,13 @@ def test_resume_passes_download_on(monkeypatch, tmp_path: Path):
     monkeypatch.setattr(balcon.runs, "resume", fake_resume)
     assert main(["train", "--resume", str(tmp_path), "--download", "--device", "cpu"]) == 2
     assert seen == {"run_dir": str(tmp_path), "download": True}
+
+
+@pytest.mark.parametrize("args", [["train", "--preset", "x", "--epochs", "1.5"],
+                                  ["export", "--checkpoint", "a.pt"], ["bogus"],
+                                  ["eval", "--checkpoint", "a.pt", "--download"]])
+def test_usage_errors_are_one_line_with_exit_status_2(capsys, args: list[str]):
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "--help)" in err, err

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from balcon import __version__
 from balcon.cli_train import cmd_demo, cmd_train, is_main_process
@@ -37,8 +37,15 @@ from balcon.methods import METHODS
 
 __all__ = ["main"]
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: the problem, then where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="balcon",
         description="Balanced Contrastive Learning for long-tailed recognition.",
     )

@@ -55,7 +55,9 @@ def model_for_inference(
         model.load_state_dict(state["model"])
     except RuntimeError:
         raise BalconError(
-            f"checkpoint {path} does not fit model {cfg.model.encoder}; it is incompatible"
+            f"checkpoint {path}: its weights do not fit the model its own config builds "
+            f"({cfg.model.encoder}), so it was damaged or edited; give a checkpoint balcon "
+            "wrote (last.pt or best.pt of a run directory)"
         ) from None
     model = model.to(dev)
     if cfg.model.channels_last:
