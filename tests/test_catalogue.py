@@ -293,6 +293,13 @@ def case_checkpoint_with_a_malformed_config(t: Path, run: Path):
     return ["eval", "--checkpoint", str(t / "odd.pt")], "malformed config"
 
 
+def case_checkpoint_whose_weights_do_not_fit_its_config(t: Path, run: Path):
+    state = torch.load(run / "best.pt", weights_only=True)
+    name = next(iter(state["model"]))
+    torch.save({**state, "model": {**state["model"], name: torch.zeros(1)}}, t / "odd.pt")
+    return ["eval", "--checkpoint", str(t / "odd.pt")], "do not fit the model"
+
+
 def case_negative_seed(t: Path, run: Path):
     return train_args(folder(t / "d"), t / "out", "train.seed=-1"), "train.seed"
 
