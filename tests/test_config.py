@@ -245,8 +245,17 @@ def test_user_config_file(tmp_path: Path):
     with pytest.raises(BalconError, match="unknown section 'optimiser'"):
         load_config_file(path)
     path.write_text("train: {epochs: [1\n")
-    with pytest.raises(BalconError, match="not readable YAML"):
+    with pytest.raises(BalconError, match="not readable YAML .* at line 2, column 1"):
         load_config_file(path)
+    path.write_text("base: cifar10-lt-r100\ntrain:\n  epochs: 3\n  epochs: 4\n")
+    with pytest.raises(BalconError, match="'epochs' is given twice at line 4, column 3"):
+        load_config_file(path)  # plain YAML would keep 4 silently
+    path.write_text("# nothing yet\n")
+    with pytest.raises(BalconError, match="is empty; write at least base: PRESET"):
+        load_config_file(path)
+    with pytest.raises(BalconError, match=r"unknown preset 'mine.yaml' \(a YAML file goes "
+                                          r"to --config\)"):
+        load_preset("mine.yaml")
     path.write_text("train:\n  precision: off\n")
     with pytest.raises(BalconError, match='quote it'):
         load_config_file(path)

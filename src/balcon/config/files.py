@@ -47,19 +47,39 @@ def list_presets() -> list[str]:
 def _preset_text(name: str) -> str:
     names = list_presets()
     if name not in names:
+        hint = " (a YAML file goes to --config)" if name.endswith((".yaml", ".yml")) else ""
         raise BalconError(
-            f"unknown preset {name!r}; `balcon presets` lists them: {', '.join(names)}"
+            f"unknown preset {name!r}{hint}; `balcon presets` lists them: {', '.join(names)}"
         )
     return (_preset_dir() / f"{name}.yaml").read_text()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the
+    last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(text: str, source: str) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise BalconError(f"{source} is not readable YAML ({first}); fix it") from None
-    raw = {} if raw is None else raw
+        mark = getattr(err, "problem_mark", None)
+        what = getattr(err, "problem", None) or type(err).__name__
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise BalconError(f"{source} is not readable YAML ({what}{where}); fix it") from None
+    if raw is None:
+        raise BalconError(f"{source} is empty; write at least base: PRESET (a preset to "
+                          "start from) and the fields that differ")
     if not isinstance(raw, dict):
         raise BalconError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     return raw
