@@ -28,6 +28,23 @@ def bench_module():
     sys.path.remove(str(BENCHMARKS))
 
 
+def write_cifar100(root: Path, train_per_class: int, seed: int) -> Path:
+    """``root/cifar-100-python``: random pixels, each class ``train_per_class`` times in
+    training and once in test, in a shuffled order; returns the folder."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.RandomState(seed)
+    for name, per_class in (("train", train_per_class), ("test", 1)):
+        labels = np.repeat(np.arange(100), per_class)
+        rng.shuffle(labels)
+        pixels = rng.randint(0, 256, (len(labels), 3072)).astype(np.uint8)
+        (folder / name).write_bytes(pickle.dumps(
+            {"data": pixels, "fine_labels": labels.tolist()}, protocol=2))
+    (folder / "meta").write_bytes(pickle.dumps(
+        {"fine_label_names": [f"c{i:02d}" for i in range(100)]}, protocol=2))
+    return folder
+
+
 def test_cifar_lt_pack_round_trip_selects_the_same_images(bench_module, cifar10_root, tmp_path,
                                                           capsys):
     pack_tool = bench_module("cifar_lt_pack")
@@ -54,17 +71,7 @@ def test_cifar100_pack_is_what_the_preset_reads_and_refuses_another_preset(bench
                                                                           tmp_path):
     """The branch the GPU runs used: CIFAR-100 pickles, 100 classes (20 train, 1 test each)."""
     pack_tool = bench_module("cifar_lt_pack")
-    folder = tmp_path / "full" / "cifar-100-python"
-    folder.mkdir(parents=True)
-    rng = np.random.RandomState(7)
-    for name, per_class in (("train", 20), ("test", 1)):
-        labels = np.repeat(np.arange(100), per_class)
-        rng.shuffle(labels)
-        pixels = rng.randint(0, 256, (len(labels), 3072)).astype(np.uint8)
-        (folder / name).write_bytes(pickle.dumps(
-            {"data": pixels, "fine_labels": labels.tolist()}, protocol=2))
-    (folder / "meta").write_bytes(pickle.dumps(
-        {"fine_label_names": [f"c{i:02d}" for i in range(100)]}, protocol=2))
+    write_cifar100(tmp_path / "full", train_per_class=20, seed=7)
     pack_path = tmp_path / "lt.pack"
     pack_tool.pack(tmp_path / "full", pack_path, "cifar100-lt-r10")  # asserts the selection
     out = tmp_path / "unpacked"
@@ -184,17 +191,7 @@ def test_reference_trainer_reads_the_pickle_layout_and_selects_balcon_s_images(
     from balcon.data import load_image_sets
 
     ref = bench_module("reference_trainer")
-    folder = tmp_path / "cifar-100-python"
-    folder.mkdir()
-    rng = np.random.RandomState(3)
-    for name, per_class in (("train", 6), ("test", 1)):
-        labels = np.repeat(np.arange(100), per_class)
-        rng.shuffle(labels)
-        pixels = rng.randint(0, 256, (len(labels), 3072)).astype(np.uint8)
-        (folder / name).write_bytes(pickle.dumps(
-            {"data": pixels, "fine_labels": labels.tolist()}, protocol=2))
-    (folder / "meta").write_bytes(pickle.dumps(
-        {"fine_label_names": [f"c{i:02d}" for i in range(100)]}, protocol=2))
+    folder = write_cifar100(tmp_path, train_per_class=6, seed=3)
     train, test = ref.load_sets(tmp_path)
     keep = ref.longtail_subset(train.targets, 100, imbalance=3.0)
     cfg = load_preset("cifar100-lt-r100").data
