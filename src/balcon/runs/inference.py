@@ -20,7 +20,7 @@ from balcon.engine.steps import predict
 from balcon.errors import BalconError
 from balcon.models import BCLModel, build_model
 from balcon.models.finetune import apply_finetune
-from balcon.runs.checkpoint import load_checkpoint
+from balcon.runs.checkpoint import GIVE_A_CHECKPOINT, load_checkpoint
 
 __all__ = [
     "Predictions",
@@ -56,8 +56,7 @@ def model_for_inference(
     except RuntimeError:
         raise BalconError(
             f"checkpoint {path}: its weights do not fit the model its own config builds "
-            f"({cfg.model.encoder}), so it was damaged or edited; give a checkpoint balcon "
-            "wrote (last.pt or best.pt of a run directory)"
+            f"({cfg.model.encoder}), so it was damaged or edited; {GIVE_A_CHECKPOINT}"
         ) from None
     model = model.to(dev)
     if cfg.model.channels_last:
