@@ -124,9 +124,10 @@ def test_bad_split_file_line_is_one_line_error(split_root, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "ImageNet_LT_val.txt:5" in err and "seven" in err
-    # the config comes first; a run that never trained leaves nothing else
+    # the config comes first; a run that never trained leaves only the log of why
     assert {p.name for p in (tmp_path / "run").iterdir()} <= {"config.yaml", "run.json",
-                                                              ".lock"}
+                                                              ".lock", "train.log"}
+    assert " stopped: " in (tmp_path / "run" / "train.log").read_text().splitlines()[-1]
 
 
 def test_image_folder_with_subsampling_grayscale_and_no_held_out_split(tmp_path, capsys):
@@ -209,6 +210,7 @@ def test_split_file_run_errors_say_what_to_set(split_root, tmp_path, capsys):
     (split_root / "ImageNet_LT_test.txt").unlink()
     assert main([*base, "--set", "data.num_classes=4"]) == 2
     assert "set data.test_split=null to run without a test split" in capsys.readouterr().err
-    # the config comes first; a run that never trained leaves nothing else
+    # the config comes first; a run that never trained leaves only the log of why
     assert {p.name for p in (tmp_path / "run").iterdir()} <= {"config.yaml", "run.json",
-                                                              ".lock"}
+                                                              ".lock", "train.log"}
+    assert " stopped: " in (tmp_path / "run" / "train.log").read_text().splitlines()[-1]
