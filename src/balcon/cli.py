@@ -37,6 +37,7 @@ from balcon.methods import METHODS
 
 __all__ = ["main"]
 
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the project's one-line errors: the problem, then where help is."""
 
