@@ -219,6 +219,10 @@ def test_outputs_never_replace_an_input_a_run_file_or_another_kind_of_file(capsy
           str(run / "best.pt")], "is a run's best.pt"),
         (["export", "--checkpoint", ckpt, "--format", "torchscript", "--out", ckpt],
          "is an input of this command"),
+        (["eval", "--checkpoint", ckpt, "--out", str(image / "new" / "e.json")],
+         f"{image} is a file, not a folder"),
+        (["export", "--checkpoint", ckpt, "--format", "onnx", "--out",
+          str(image / "m.onnx")], f"{image} is a file, not a folder"),
     ]
     for args, culprit in cases:
         err = run_error(capsys, args)

@@ -116,8 +116,8 @@ def test_same_weights_with_zero_and_two_workers(finished_run: Path, tmp_path: Pa
 
 
 def test_eval_reproduces_logged_metrics(finished_run: Path, tmp_path: Path, capsys):
-    out = tmp_path / "eval.json"
-    csv_path = tmp_path / "predictions.csv"
+    out = tmp_path / "new" / "eval.json"  # missing folders are made
+    csv_path = tmp_path / "csv" / "predictions.csv"
     assert main(["eval", "--checkpoint", str(finished_run / "last.pt"), "--out", str(out),
                  "--per-class", "--predictions", str(csv_path)]) == 0
     printed = capsys.readouterr().out

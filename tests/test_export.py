@@ -115,6 +115,8 @@ def test_out_may_be_a_file_or_a_folder(checkpoint: Path, tmp_path: Path):
     folder.mkdir()
     inside = export_checkpoint(checkpoint, "torchscript", out=folder)
     assert inside.path == folder / "best.torchscript.pt" and inside.path.is_file()
+    made = export_checkpoint(checkpoint, "torchscript", out=tmp_path / "new" / "m.ts")
+    assert made.path.is_file()  # a missing folder is made
     with pytest.raises(BalconError, match="is an input of this command"):
         export_checkpoint(checkpoint, "torchscript", out=checkpoint)
     assert load_checkpoint(checkpoint)["epoch"] == 1  # untouched
@@ -131,7 +133,7 @@ def one_line_error(call) -> str:
 def test_unwritable_out_is_refused_and_leaves_nothing(checkpoint: Path, tmp_path: Path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    for out in (tmp_path / "missing" / "m.onnx", blocker / "m.onnx"):
+    for out in (blocker / "m.onnx", blocker / "sub" / "m.onnx"):
         message = one_line_error(lambda out=out: export_checkpoint(checkpoint, "onnx", out=out))
         assert str(out) in message and "choose another --out" in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "best.pt"]

@@ -188,6 +188,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from balcon.report import format_per_class, format_results, write_predictions
     from balcon.runs import evaluate_checkpoint
+    from balcon.runs.checkpoint import write_text_atomic
     from balcon.runs.files import check_output
 
     ckpt = Path(args.checkpoint)
@@ -205,17 +206,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print()
         print(format_per_class(metrics["per_class"], metrics["class_names"],
                                metrics["class_counts"]))
-    try:
-        out.write_text(json.dumps(metrics, indent=2))
-    except OSError as err:
-        raise BalconError(f"cannot write {out} ({err.strerror}); choose another --out") from None
+    write_text_atomic(out, json.dumps(metrics, indent=2), fix="choose another --out")
     print(f"\nwrote {out}")
     if args.predictions:
-        try:
-            print(f"wrote {write_predictions(predictions, args.predictions)}")
-        except OSError as err:
-            raise BalconError(f"cannot write {args.predictions} ({err.strerror}); choose "
-                              "another --predictions path") from None
+        print(f"wrote {write_predictions(predictions, args.predictions)}")
     return 0
 
 
@@ -232,10 +226,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     out = check_output(args.out or ckpt.with_name(ckpt.stem + "-predictions.csv"), "--out",
                        (".csv",), [ckpt])
     predictions = predict_images(args.checkpoint, args.images, device=args.device)
-    try:
-        write_image_predictions(predictions, out, top_k=args.top_k)
-    except OSError as err:
-        raise BalconError(f"cannot write {out} ({err.strerror}); choose another --out") from None
+    write_image_predictions(predictions, out, top_k=args.top_k)
     counts = Counter(predictions.logits.argmax(1).tolist())
     names = predictions.class_names
     print(f"{len(predictions.sources)} images; predicted classes: " + ", ".join(

@@ -17,17 +17,14 @@ __all__ = ["analyse_runs", "build_report"]
 
 
 def _output(runs: Sequence[Run], out: str | Path | None) -> Path:
-    """Where the page goes: ``--out`` (a folder gets ``report.html`` inside), else
-    ``report.html`` in the single run, or in the current folder for a comparison;
-    checked before any pass is made."""
+    """Where the page goes: ``--out`` (a folder gets ``report.html`` inside; a missing
+    folder is made when the page is written), else ``report.html`` in the single run, or
+    in the current folder for a comparison; checked before any pass is made."""
     if out is None:
         return runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")
     target = Path(out)
     if target.is_dir():
         target = target / "report.html"
-    if not target.parent.is_dir():
-        raise BalconError(f"--out {out}: folder {target.parent} does not exist; create it or "
-                          "choose another --out")
     return check_output(target, "--out", (".html", ".htm"))
 
 

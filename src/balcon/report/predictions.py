@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from balcon.runs.checkpoint import write_text_atomic
 
 if TYPE_CHECKING:
     from balcon.runs import Predictions
@@ -12,19 +15,20 @@ if TYPE_CHECKING:
 __all__ = ["write_image_predictions", "write_predictions"]
 
 
-def write_predictions(predictions: Predictions, path: str | Path) -> Path:
+def write_predictions(predictions: Predictions, path: str | Path,
+                      flag: str = "--predictions") -> Path:
     """Write one row per test image: source, true and predicted class, confidence.
 
     Columns: ``source`` (file path, or ``test[i]`` for in-memory data), ``label``,
     ``label_name``, ``prediction``, ``prediction_name``, ``confidence`` (softmax
-    probability of the predicted class) and ``correct`` (0 or 1).
+    probability of the predicted class) and ``correct`` (0 or 1). The file is written
+    whole or not at all (a missing folder is made); a failed write says to choose
+    another ``flag``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     probs = predictions.logits.float().softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
     names = predictions.class_names
-    with path.open("w", newline="") as f:
+    with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["source", "label", "label_name", "prediction", "prediction_name",
                          "confidence", "correct"])
@@ -33,22 +37,23 @@ def write_predictions(predictions: Predictions, path: str | Path) -> Path:
                                              strict=True):
             writer.writerow([source, label, names[label], pred, names[pred], f"{conf:.6f}",
                              int(label == pred)])
-    return path
+        write_text_atomic(path, f.getvalue(), fix=f"choose another {flag}")
+    return Path(path)
 
 
-def write_image_predictions(predictions: Predictions, path: str | Path, top_k: int = 5) -> Path:
+def write_image_predictions(predictions: Predictions, path: str | Path, top_k: int = 5,
+                            flag: str = "--out") -> Path:
     """Write one row per unlabelled image: source, predicted class, confidence, top k.
 
     Columns: ``source``, ``prediction``, ``prediction_name``, ``confidence`` (softmax
     probability of the predicted class) and ``top_k`` (the k most probable classes as
-    ``name:probability`` joined by ``;``, k = min(top_k, C)).
+    ``name:probability`` joined by ``;``, k = min(top_k, C)). Written as
+    :func:`write_predictions` writes.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     probs = predictions.logits.float().softmax(dim=1)
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
     names = predictions.class_names
-    with path.open("w", newline="") as f:
+    with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["source", "prediction", "prediction_name", "confidence", "top_k"])
         for source, values, indices in zip(predictions.sources, top.values.tolist(),
@@ -57,4 +62,5 @@ def write_image_predictions(predictions: Predictions, path: str | Path, top_k: i
                                                                       strict=True))
             writer.writerow([source, indices[0], names[indices[0]], f"{values[0]:.6f}",
                              ranked])
-    return path
+        write_text_atomic(path, f.getvalue(), fix=f"choose another {flag}")
+    return Path(path)

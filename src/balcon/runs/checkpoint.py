@@ -50,13 +50,14 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
                  ) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, make it durable,
     ``verify(temporary path)`` when given, and rename it over ``path`` (the old content
-    or the new, never a part). A failed write (a full disk, a read-only or forbidden
-    folder) leaves ``path`` as it was and raises a one-line BalconError naming it, the
-    reason and ``fix`` (default: how to continue a run); so does anything ``write`` or
-    ``verify`` raises, the temporary file removed."""
+    or the new, never a part); a missing folder of ``path`` is made. A failed write (a
+    full disk, a read-only or forbidden folder) leaves ``path`` as it was and raises a
+    one-line BalconError naming it, the reason and ``fix`` (default: how to continue a
+    run); so does anything ``write`` or ``verify`` raises, the temporary file removed."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             write(f)
             f.flush()

@@ -62,8 +62,15 @@ def check_output(path: str | Path, flag: str, writes: tuple[str, ...],
     """``path``, where a command will write its result, unless that would destroy
     something: an existing file that is one of the command's ``inputs``, a run's own file
     (:data:`RUN_FILES`), or a file of another kind than those the command writes
-    (``writes``: name endings such as ``.csv``) is refused in one line, before any work."""
+    (``writes``: name endings such as ``.csv``) is refused in one line, before any work;
+    so is a path inside a file. Missing folders on the way are made when it is written."""
     out = Path(path)
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BalconError(f"{flag} {out}: {folder} is a file, not a folder; choose another "
+                          f"{flag}")
     if not out.is_file():
         return out
     if any(Path(i).exists() and out.samefile(i) for i in inputs):
