@@ -105,7 +105,10 @@ def test_existing_run_directory_is_not_overwritten(capsys, tmp_path: Path,
     (run / "notes.txt").write_text("keep me")
     err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir",
                              str(cifar10_shared_root), "--out", str(run)])
-    assert "not empty" in err and "--resume" in err
+    assert "not empty" in err and "--resume" in err and "with --continue" in err
+    err = run_error(capsys, ["demo", "--out", str(run)])
+    assert "not empty" in err and f"balcon train --resume {run}" in err
+    assert "--continue" not in err  # balcon demo has no --continue
     assert (run / "notes.txt").read_text() == "keep me"
 
 

@@ -181,7 +181,9 @@ def _get(raw: object, dotted: str) -> object:
 def cmd_demo(args: argparse.Namespace) -> int:
     """``balcon demo``: the digits preset with ``--method``, then its results table."""
     from balcon.engine import init_distributed
+    from balcon.engine.distributed import on_main
     from balcon.runs import fit
+    from balcon.runs.files import check_new_run_dir
 
     ctx, _ = init_distributed(args.device)
     cfg = load_preset(DEMO_PRESET)
@@ -189,6 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg = compress_schedule(cfg, args.epochs)
     cfg = apply_overrides(cfg, [f"loss.method={args.method}"])
     out = _run_dir(args.out, f"demo-{args.method}")
+    on_main(lambda: check_new_run_dir(out, has_continue=False))  # fit checks again, locked
     if ctx.is_main:
         print(f"balcon demo: {args.method} on long-tailed handwritten digits (scikit-learn), "
               f"{cfg.train.epochs} epochs")

@@ -183,23 +183,23 @@ def _contents(run_dir: Path) -> set[str]:
             if p.name != LOCK and not (p.name.startswith(".") and p.name.endswith(".tmp"))}
 
 
-def check_new_run_dir(run_dir: Path) -> set[str]:
+def check_new_run_dir(run_dir: Path, has_continue: bool = True) -> set[str]:
     """Refuse a file, or a directory holding anything but a run that never trained.
 
     A run that never trained left at most ``config.yaml``, ``run.json`` and a
     ``train.log`` ending in "stopped: ..." (an error before its first checkpoint, say a
     corrupt image or a wrong --data-dir); a new run may take its directory over. Returns
-    what is there to remove.
+    what is there to remove. ``has_continue``: whether the refusal may suggest running
+    the same command with ``--continue`` (``balcon demo`` has no such flag).
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise BalconError(f"--out {run_dir} is a file; give a directory")
     names = _contents(run_dir)
     log = run_dir / TRAIN_LOG
     if names and not (names <= NOT_YET_TRAINED and (not log.exists() or _stopped(log))):
-        raise BalconError(
-            f"run directory {run_dir} is not empty; choose another --out, or continue it "
-            f"with balcon train --resume {run_dir} (or the same command with --continue)"
-        )
+        again = " (or the same command with --continue)" if has_continue else ""
+        raise BalconError(f"run directory {run_dir} is not empty; choose another --out, or "
+                          f"continue it with balcon train --resume {run_dir}{again}")
     return names
 
 
