@@ -316,6 +316,11 @@ def case_cifar_pickle_that_runs_code(t: Path, run: Path):
             str(t / "out"), "--epochs", "1"], "data_batch_1"
 
 
+def case_data_dir_for_the_bundled_digits(t: Path, run: Path):
+    return ["train", "--preset", "digits-lt-demo", "--data-dir", str(folder(t / "d")),
+            "--out", str(t / "out"), "--epochs", "1"], "bundled with scikit-learn"
+
+
 CASES = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("case_")}
 
 

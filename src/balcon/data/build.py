@@ -100,10 +100,14 @@ def _load_image_sets(
 ) -> DataSplits:
     """The (long-tailed) training set and the held-out splits that ``data`` describes.
 
-    ``data_dir`` is unused for the bundled ``digits``. With ``data.imbalance`` set,
-    the training set is subsampled to the long-tailed counts (largest class =
-    the largest class on disk); held-out splits are left as they are.
+    ``data_dir`` must be None for the bundled ``digits`` (a folder given there would be
+    ignored, so it is refused). With ``data.imbalance`` set, the training set is
+    subsampled to the long-tailed counts (largest class = the largest class on disk);
+    held-out splits are left as they are.
     """
+    if data.dataset == "digits" and data_dir is not None:
+        raise BalconError(f"--data-dir {data_dir}: the digits are bundled with scikit-learn "
+                          "and read no folder; drop --data-dir")
     if data.dataset == "digits":
         train, test = load_digits(size=data.image_size)
         splits = DataSplits(train, test=test)
