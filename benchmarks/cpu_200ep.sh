@@ -2,7 +2,8 @@
 # The paper's schedule on the CPU: 200-epoch CIFAR-100-LT (imbalance 100) runs of LA, then
 # BCL, seed 0, float32, on CIFAR-100's original pixels, carried across sessions; then BCL
 # seed 0 with per-image PIL views (data.pipeline=workers, the published way of making
-# views), then BCL and LA with seed 1, to measure a seed's spread at the full schedule.
+# views), then BCL and LA with seed 1, to measure a seed's spread at the full schedule,
+# then BCL seed 1 with PIL views.
 #
 #   bash benchmarks/cpu_200ep.sh start     # install (once per machine), unpack, then run LA
 #                                          # and BCL one after the other in the background
@@ -41,8 +42,8 @@ runs=$home/runs
 # A run's name is its method, -workers for PIL views made in DataLoader workers, and
 # -s<seed> for seeds other than 0: la and bcl are the issue's seed-0 runs; bcl-workers
 # asks whether the device-made views cost accuracy; bcl-s1 and la-s1 measure a seed's
-# spread at the full schedule.
-methods="la bcl bcl-workers bcl-s1 la-s1"
+# spread at the full schedule, and bcl-workers-s1 gives the views question a second seed.
+methods="la bcl bcl-workers bcl-s1 la-s1 bcl-workers-s1"
 files="last.pt best.pt metrics.jsonl train.log config.yaml run.json summary.json"
 
 install() {
