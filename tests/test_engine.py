@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -134,6 +137,59 @@ def test_eval_reproduces_logged_metrics(finished_run: Path, tmp_path: Path, caps
     # default output path: beside the checkpoint
     assert main(["eval", "--checkpoint", str(finished_run / "best.pt")]) == 0
     assert (finished_run / "best-eval.json").is_file()
+
+
+def _read_fifo(path: Path, got: list[bytes]) -> threading.Thread:
+    """A reader of the FIFO ``path`` in a thread (a FIFO's writer waits for one)."""
+    def read() -> None:
+        with open(path, "rb") as f:
+            got.append(f.read())
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_outputs_into_a_folder_or_a_pipe(finished_run: Path, tmp_path: Path, capsys):
+    """A folder given as --out gets the default name inside; a pipe or a device (here a
+    FIFO, as /dev/stdout may be) is written into, never replaced by a file."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    best = str(finished_run / "best.pt")
+    assert main(["eval", "--checkpoint", best, "--out", str(folder), "--predictions",
+                 str(folder)]) == 0
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "one.png")
+    assert main(["predict", "--checkpoint", best, str(tmp_path / "one.png"), "--out",
+                 str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "best-eval-predictions.csv", "best-eval.json", "best-predictions.csv"]
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = _read_fifo(fifo, got)
+    assert main(["eval", "--checkpoint", best, "--out", str(fifo)]) == 0
+    reader.join(timeout=60)
+    assert json.loads(got[0])["top1"] == json.loads((folder / "best-eval.json").read_text())[
+        "top1"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)  # still a pipe
+    assert f"wrote {fifo}" in capsys.readouterr().out
+
+
+def test_write_atomic_verifies_before_writing_into_a_pipe(tmp_path: Path):
+    from balcon.errors import BalconError
+    from balcon.runs.checkpoint import write_atomic
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def refuse(path: Path) -> None:
+        raise BalconError(f"{path.name} does not verify")
+    with pytest.raises(BalconError, match="does not verify"):  # nothing reaches the pipe
+        write_atomic(fifo, lambda f: f.write(b"bad"), verify=refuse)
+    got: list[bytes] = []
+    reader = _read_fifo(fifo, got)
+    write_atomic(fifo, lambda f: f.write(b"good"), verify=lambda path: None)
+    reader.join(timeout=60)
+    assert got == [b"good"] and stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 def test_eval_of_checkpoint_from_cuda_style_state(finished_run: Path):

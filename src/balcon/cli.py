@@ -94,17 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=["test", "val", "train"],
                     help="split to evaluate (default: test, else val, else train)")
     ev.add_argument("--data-dir", help="data folder (default: the one it was trained on)")
-    ev.add_argument("--out", help="JSON file to write (default: beside the checkpoint)")
+    ev.add_argument("--out", help="JSON file (or folder) to write (default: "
+                    "<checkpoint>-eval.json beside the checkpoint)")
     ev.add_argument("--per-class", action="store_true", help="also print per-class accuracy")
     ev.add_argument("--predictions", metavar="FILE.csv",
-                    help="also write one CSV row per image (true, predicted, confidence)")
+                    help="also write one CSV row per image (true, predicted, confidence); "
+                    "a folder gets <checkpoint>-eval-predictions.csv")
     _common(ev)
 
     pd = sub.add_parser("predict", help="classify new images with a checkpoint (CSV)")
     pd.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
     pd.add_argument("images", nargs="+", help="image files, or folders (searched recursively)")
-    pd.add_argument("--out", help="CSV to write (default: <checkpoint>-predictions.csv beside "
-                    "the checkpoint)")
+    pd.add_argument("--out", help="CSV (or folder) to write (default: "
+                    "<checkpoint>-predictions.csv beside the checkpoint)")
     pd.add_argument("--top-k", type=int, default=5, help="classes listed per image (default 5)")
     _common(pd)
 
@@ -192,10 +194,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from balcon.runs.files import check_output
 
     ckpt = Path(args.checkpoint)
-    out = check_output(args.out or ckpt.with_name(ckpt.stem + "-eval.json"), "--out",
-                       (".json",), [ckpt])
-    if args.predictions:
-        check_output(args.predictions, "--predictions", (".csv",), [ckpt])
+    default = ckpt.with_name(ckpt.stem + "-eval.json")
+    out = check_output(args.out or default, "--out", (".json",), [ckpt], default.name)
+    csv_out = None if not args.predictions else check_output(
+        args.predictions, "--predictions", (".csv",), [ckpt], f"{ckpt.stem}-eval-predictions.csv")
     metrics, predictions = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir,
                                                device=args.device, split=args.split)
     print(format_results({f"epoch {metrics['epoch']}, {metrics['split']}": metrics}))
@@ -208,8 +210,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                                metrics["class_counts"]))
     write_text_atomic(out, json.dumps(metrics, indent=2), fix="choose another --out")
     print(f"\nwrote {out}")
-    if args.predictions:
-        print(f"wrote {write_predictions(predictions, args.predictions)}")
+    if csv_out:
+        print(f"wrote {write_predictions(predictions, csv_out)}")
     return 0
 
 
@@ -223,8 +225,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise BalconError(f"--top-k must be >= 1, got {args.top_k}")
     ckpt = Path(args.checkpoint)
-    out = check_output(args.out or ckpt.with_name(ckpt.stem + "-predictions.csv"), "--out",
-                       (".csv",), [ckpt])
+    default = ckpt.with_name(ckpt.stem + "-predictions.csv")
+    out = check_output(args.out or default, "--out", (".csv",), [ckpt], default.name)
     predictions = predict_images(args.checkpoint, args.images, device=args.device)
     write_image_predictions(predictions, out, top_k=args.top_k)
     counts = Counter(predictions.logits.argmax(1).tolist())

@@ -287,11 +287,8 @@ def _check(model: nn.Module, path: Path, fmt: str, size: int) -> tuple[float, fl
 def _output_path(checkpoint: Path, fmt: str, out: str | Path | None) -> Path:
     if out is None:
         return default_output(checkpoint, fmt)
-    path = Path(out)
-    if path.is_dir():
-        path = path / default_output(checkpoint, fmt).name
-    return check_output(path, "--out", (".onnx",) if fmt == "onnx" else (".pt", ".pth", ".ts"),
-                        [checkpoint])
+    return check_output(out, "--out", (".onnx",) if fmt == "onnx" else (".pt", ".pth", ".ts"),
+                        [checkpoint], default_output(checkpoint, fmt).name)
 
 
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None = None,

@@ -22,10 +22,7 @@ def _output(runs: Sequence[Run], out: str | Path | None) -> Path:
     in the current folder for a comparison; checked before any pass is made."""
     if out is None:
         return runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")
-    target = Path(out)
-    if target.is_dir():
-        target = target / "report.html"
-    return check_output(target, "--out", (".html", ".htm"))
+    return check_output(out, "--out", (".html", ".htm"), name="report.html")
 
 
 def _read_runs(paths: Sequence[str | Path], checkpoint: str,

@@ -10,6 +10,8 @@ cut after the rename) leaves either the old file or the new one, whole.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -53,8 +55,13 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
     or the new, never a part); a missing folder of ``path`` is made. A failed write (a
     full disk, a read-only or forbidden folder) leaves ``path`` as it was and raises a
     one-line BalconError naming it, the reason and ``fix`` (default: how to continue a
-    run); so does anything ``write`` or ``verify`` raises, the temporary file removed."""
+    run); so does anything ``write`` or ``verify`` raises, the temporary file removed.
+    A device or a pipe (``/dev/null``, ``/dev/stdout``) is written into, never replaced.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        _write_special(path, write, fix, verify)
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +79,23 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _write_special(path: Path, write: Callable[[IO[bytes]], None], fix: str | None,
+                   verify: Callable[[Path], None] | None) -> None:
+    """:func:`write_atomic` into a device or a pipe: made and verified in a temporary
+    folder, then copied in (renaming over it would replace the device with a file)."""
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder) / path.name
+        try:
+            with open(tmp, "wb") as f:
+                write(f)
+            if verify is not None:
+                verify(tmp)
+            with open(tmp, "rb") as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except OSError as err:
+            raise write_failure(path, err, fix) from None
 
 
 def _discard(tmp: Path) -> None:

@@ -58,13 +58,18 @@ LOCK = ".lock"
 
 
 def check_output(path: str | Path, flag: str, writes: tuple[str, ...],
-                 inputs: Sequence[str | Path] = ()) -> Path:
-    """``path``, where a command will write its result, unless that would destroy
-    something: an existing file that is one of the command's ``inputs``, a run's own file
-    (:data:`RUN_FILES`), or a file of another kind than those the command writes
-    (``writes``: name endings such as ``.csv``) is refused in one line, before any work;
-    so is a path inside a file. Missing folders on the way are made when it is written."""
+                 inputs: Sequence[str | Path] = (), name: str | None = None) -> Path:
+    """``path``, where a command will write its result (an existing folder: ``name``
+    inside it), unless that would destroy something: an existing file that is one of the
+    command's ``inputs``, a run's own file (:data:`RUN_FILES`), or a file of another kind
+    than those the command writes (``writes``: name endings such as ``.csv``) is refused
+    in one line, before any work; so is a path inside a file. Missing folders on the way
+    are made when it is written."""
     out = Path(path)
+    if out.is_dir():
+        if name is None:
+            raise BalconError(f"{flag} {out} is a folder; give a file name")
+        out = out / name
     folder = out.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
