@@ -208,6 +208,12 @@ def test_outputs_never_replace_an_input_a_run_file_or_another_kind_of_file(capsy
     kept[image] = b"an image"
     for path, data in kept.items():
         path.write_bytes(data)
+    broken = tmp_path / "broken"
+    broken.symlink_to(tmp_path / "nowhere")  # a link to nothing is no folder
+    link = tmp_path / "e.json"
+    link.symlink_to(run / "best.pt")  # followed: its target is checked
+    taken = tmp_path / "taken"
+    (taken / "last-eval.json").mkdir(parents=True)  # the default name inside is a folder
     ckpt = str(run / "last.pt")
     cases = [
         (["eval", "--checkpoint", ckpt, "--out", ckpt], "is an input of this command"),
@@ -223,9 +229,15 @@ def test_outputs_never_replace_an_input_a_run_file_or_another_kind_of_file(capsy
         (["export", "--checkpoint", ckpt, "--format", "torchscript", "--out", ckpt],
          "is an input of this command"),
         (["eval", "--checkpoint", ckpt, "--out", str(image / "new" / "e.json")],
-         f"{image} is a file, not a folder"),
+         f"{image} is not a folder"),
         (["export", "--checkpoint", ckpt, "--format", "onnx", "--out",
-          str(image / "m.onnx")], f"{image} is a file, not a folder"),
+          str(image / "m.onnx")], f"{image} is not a folder"),
+        (["eval", "--checkpoint", ckpt, "--out", str(broken / "e.json")],
+         f"{broken} is not a folder"),
+        (["eval", "--checkpoint", ckpt, "--out", str(link)], "is a run's best.pt"),
+        (["eval", "--checkpoint", ckpt, "--out", str(taken)], "is a folder"),
+        (["eval", "--checkpoint", ckpt, "--out", str(tmp_path / "same.json"),
+          "--predictions", str(tmp_path / "same.json")], "is also the --out file"),
     ]
     for args, culprit in cases:
         err = run_error(capsys, args)
@@ -257,3 +269,49 @@ def test_usage_errors_are_one_line_with_exit_status_2(capsys, args: list[str]):
         main(args)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and "--help)" in err, err
+
+
+def test_data_dir_is_refused_for_the_bundled_digits(capsys, tmp_path: Path):
+    """A --data-dir given to a digits run is refused before anything is written (it would
+    be ignored); one stored by an older run is ignored."""
+    from balcon.config import apply_overrides, compress_schedule
+    from balcon.presets import load_preset
+    from balcon.runs import evaluate_checkpoint, fit, load_checkpoint, save_checkpoint
+
+    out = tmp_path / "out"
+    err = run_error(capsys, ["train", "--preset", "digits-lt-demo", "--data-dir", str(tmp_path),
+                             "--out", str(out), "--epochs", "1"])
+    assert "bundled with scikit-learn" in err and "drop --data-dir" in err
+    assert not out.exists()
+    cfg = apply_overrides(compress_schedule(load_preset("digits-lt-demo"), 1),
+                          ["model.head_hidden=16", "model.head_dim=8", "data.num_workers=0"])
+    run = tmp_path / "run"
+    fit(cfg, None, run, device="cpu")
+    ckpt = run / "last.pt"
+    err = run_error(capsys, ["eval", "--checkpoint", str(ckpt), "--data-dir", str(tmp_path)])
+    assert "drop --data-dir" in err and not (run / "last-eval.json").exists()
+    state = load_checkpoint(ckpt)
+    state["data_dir"] = str(tmp_path / "gone")  # as a run trained with a --data-dir stored it
+    save_checkpoint(ckpt, state)
+    metrics, _ = evaluate_checkpoint(ckpt, device="cpu")
+    assert metrics["top1"] >= 0
+
+
+@pytest.mark.parametrize("command,again", [
+    ("train", "run the same command again (--continue resumes a run directory)"),
+    ("demo", "run balcon demo again"),  # demo has no --continue
+])
+def test_a_stop_before_training_says_what_to_run(command: str, again: str):
+    import signal
+
+    from balcon.cli import _stop_on_signals_until_training
+    from balcon.errors import Preempted
+
+    previous = _stop_on_signals_until_training(command)
+    try:
+        with pytest.raises(Preempted) as stop:
+            signal.getsignal(signal.SIGUSR1)(signal.SIGUSR1, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert str(stop.value) == f"preempted (SIGUSR1) before training; {again}"

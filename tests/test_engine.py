@@ -172,6 +172,11 @@ def test_outputs_into_a_folder_or_a_pipe(finished_run: Path, tmp_path: Path, cap
         "top1"]
     assert stat.S_ISFIFO(fifo.stat().st_mode)  # still a pipe
     assert f"wrote {fifo}" in capsys.readouterr().out
+    target = tmp_path / "target.json"
+    target.write_text("{}")
+    (tmp_path / "link.json").symlink_to(target)
+    assert main(["eval", "--checkpoint", best, "--out", str(tmp_path / "link.json")]) == 0
+    assert (tmp_path / "link.json").is_symlink() and "top1" in json.loads(target.read_text())
 
 
 def test_write_atomic_verifies_before_writing_into_a_pipe(tmp_path: Path):

@@ -141,10 +141,10 @@ def test_unwritable_out_is_refused_and_leaves_nothing(checkpoint: Path, tmp_path
 
 def test_a_failed_check_leaves_no_file(checkpoint: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(export_module, "TOLERANCE", -1.0)  # no export can meet it
-    out = tmp_path / "m.torchscript.pt"
+    out = tmp_path / "new" / "m.torchscript.pt"
     message = one_line_error(lambda: export_checkpoint(checkpoint, "torchscript", out=out))
     assert "does not reproduce the model" in message
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]  # nor the folder made
 
 
 def test_a_failed_export_leaves_no_file(checkpoint: Path, tmp_path: Path, monkeypatch):

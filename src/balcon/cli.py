@@ -198,6 +198,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = check_output(args.out or default, "--out", (".json",), [ckpt], default.name)
     csv_out = None if not args.predictions else check_output(
         args.predictions, "--predictions", (".csv",), [ckpt], f"{ckpt.stem}-eval-predictions.csv")
+    if csv_out is not None and csv_out.absolute() == out.absolute():
+        raise BalconError(f"--predictions {csv_out} is also the --out file; choose another "
+                          "--predictions")
     metrics, predictions = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir,
                                                device=args.device, split=args.split)
     print(format_results({f"epoch {metrics['epoch']}, {metrics['split']}": metrics}))
@@ -208,7 +211,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print()
         print(format_per_class(metrics["per_class"], metrics["class_names"],
                                metrics["class_counts"]))
-    write_text_atomic(out, json.dumps(metrics, indent=2), fix="choose another --out")
+    write_text_atomic(out, json.dumps(metrics, indent=2), fix="choose another --out",
+                      make_folders=True)
     print(f"\nwrote {out}")
     if csv_out:
         print(f"wrote {write_predictions(predictions, csv_out)}")
@@ -238,14 +242,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_on_signals_until_training() -> dict[int, Any]:
+def _stop_on_signals_until_training(command: str) -> dict[int, Any]:
     """Until the run's own handlers take over (when ``fit`` starts), SIGTERM, SIGINT and
-    SIGUSR1 stop ``train`` at once with status 75 (nothing is half-written then).
-    Returns the handlers they replace."""
+    SIGUSR1 stop ``train`` or ``demo`` (``command``) at once with status 75 (nothing is
+    half-written then). Returns the handlers they replace."""
+    again = ("run the same command again (--continue resumes a run directory)"
+             if command == "train" else "run balcon demo again")
 
     def stop(signum: int, frame: object) -> None:
-        raise Preempted(f"preempted ({signal.Signals(signum).name}) before training; run "
-                        "the same command again (--continue resumes a run directory)")
+        raise Preempted(f"preempted ({signal.Signals(signum).name}) before training; {again}")
 
     if threading.current_thread() is not threading.main_thread():
         return {}
@@ -265,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     own (:class:`~balcon.errors.RankError`); every process exits with the status.
     """
     args = _parser().parse_args(argv)
-    previous = _stop_on_signals_until_training() if args.command in ("train", "demo") else {}
+    previous = (_stop_on_signals_until_training(args.command)
+                if args.command in ("train", "demo") else {})
 
     try:
         return COMMANDS[args.command](args)

@@ -335,7 +335,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path | None =
 
     # the temporary file (opened before the export's work: an unwritable out fails fast)
     # is run and compared with the model before it is renamed over out
-    write_atomic(path, write, fix="choose another --out",
+    write_atomic(path, write, fix="choose another --out", make_folders=True,
                  verify=lambda tmp: checked.append(_check(model, tmp, fmt, size)))
     diff, bound = checked[0]
     return ExportResult(path=path, format=fmt, max_abs_diff=diff, metadata=meta,

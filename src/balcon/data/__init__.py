@@ -2,6 +2,7 @@
 
 from balcon.data.build import (
     DataSplits,
+    data_dir_for,
     load_image_sets,
     make_eval_dataset,
     make_train_dataset,
@@ -65,6 +66,7 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "load_folder_splits",
+    "data_dir_for",
     "load_image_sets",
     "load_split_file",
     "longtail_counts",

@@ -25,6 +25,7 @@ from balcon.errors import BalconError
 
 __all__ = [
     "DataSplits",
+    "data_dir_for",
     "load_image_sets",
     "make_eval_dataset",
     "make_train_dataset",
@@ -95,19 +96,28 @@ def load_image_sets(
                           "that it exists and that this user may read it") from None
 
 
+def data_dir_for(data: DataConfig, given: str | Path | None,
+                 stored: str | Path | None = None) -> str | Path | None:
+    """The folder the data of ``data`` is read from: ``given`` (a ``--data-dir``), else
+    ``stored`` (the run's own). None for the bundled digits, which read no folder: one
+    given there is refused in one line (it would be ignored), a stored one ignored."""
+    if data.dataset == "digits":
+        if given is not None:
+            raise BalconError(f"--data-dir {given}: the digits are bundled with "
+                              "scikit-learn and read no folder; drop --data-dir")
+        return None
+    return given if given is not None else stored
+
+
 def _load_image_sets(
     data: DataConfig, data_dir: str | Path | None, download: bool = False
 ) -> DataSplits:
     """The (long-tailed) training set and the held-out splits that ``data`` describes.
 
-    ``data_dir`` must be None for the bundled ``digits`` (a folder given there would be
-    ignored, so it is refused). With ``data.imbalance`` set, the training set is
-    subsampled to the long-tailed counts (largest class = the largest class on disk);
-    held-out splits are left as they are.
+    ``data_dir`` is unused for the bundled ``digits``. With ``data.imbalance`` set,
+    the training set is subsampled to the long-tailed counts (largest class =
+    the largest class on disk); held-out splits are left as they are.
     """
-    if data.dataset == "digits" and data_dir is not None:
-        raise BalconError(f"--data-dir {data_dir}: the digits are bundled with scikit-learn "
-                          "and read no folder; drop --data-dir")
     if data.dataset == "digits":
         train, test = load_digits(size=data.image_size)
         splits = DataSplits(train, test=test)

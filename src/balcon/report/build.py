@@ -90,4 +90,4 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
 
 
 def _write(target: Path, text: str) -> None:
-    write_text_atomic(target, text, fix="choose another --out")
+    write_text_atomic(target, text, fix="choose another --out", make_folders=True)

@@ -37,7 +37,8 @@ def write_predictions(predictions: Predictions, path: str | Path,
                                              strict=True):
             writer.writerow([source, label, names[label], pred, names[pred], f"{conf:.6f}",
                              int(label == pred)])
-        write_text_atomic(path, f.getvalue(), fix=f"choose another {flag}")
+        write_text_atomic(path, f.getvalue(), fix=f"choose another {flag}",
+                          make_folders=True)
     return Path(path)
 
 
@@ -62,5 +63,6 @@ def write_image_predictions(predictions: Predictions, path: str | Path, top_k: i
                                                                       strict=True))
             writer.writerow([source, indices[0], names[indices[0]], f"{values[0]:.6f}",
                              ranked])
-        write_text_atomic(path, f.getvalue(), fix=f"choose another {flag}")
+        write_text_atomic(path, f.getvalue(), fix=f"choose another {flag}",
+                          make_folders=True)
     return Path(path)

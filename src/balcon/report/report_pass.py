@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from balcon.data import load_image_sets
+from balcon.data import data_dir_for, load_image_sets
 from balcon.data.build import REPORT_ORDER
 from balcon.engine.metrics import classification_metrics
 from balcon.errors import BalconError
@@ -155,7 +155,7 @@ def report_pass(checkpoint: str | Path, data_dir: str | Path | None = None,
     if use_cache and (cached := _from_cache(checkpoint, split, key_dir)) is not None:
         return cached
     state, cfg, model, dev = model_for_inference(checkpoint, device)
-    folder = data_dir if data_dir is not None else state.get("data_dir")
+    folder = data_dir_for(cfg.data, data_dir, state.get("data_dir"))
     splits = load_image_sets(cfg.data, folder)
     is_report_split = split in (None, splits.report_split)
     split = split or splits.report_split

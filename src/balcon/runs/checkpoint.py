@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,23 +48,29 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
-                 fix: str | None = None, verify: Callable[[Path], None] | None = None
-                 ) -> None:
+                 fix: str | None = None, verify: Callable[[Path], None] | None = None,
+                 make_folders: bool = False) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, make it durable,
     ``verify(temporary path)`` when given, and rename it over ``path`` (the old content
-    or the new, never a part); a missing folder of ``path`` is made. A failed write (a
-    full disk, a read-only or forbidden folder) leaves ``path`` as it was and raises a
-    one-line BalconError naming it, the reason and ``fix`` (default: how to continue a
-    run); so does anything ``write`` or ``verify`` raises, the temporary file removed.
-    A device or a pipe (``/dev/null``, ``/dev/stdout``) is written into, never replaced.
+    or the new, never a part). A failed write (a full disk, a read-only or forbidden
+    folder) leaves ``path`` as it was and raises a one-line BalconError naming it, the
+    reason and ``fix`` (default: how to continue a run); so does anything ``write`` or
+    ``verify`` raises, the temporary file removed. ``make_folders``: make the missing
+    folders of ``path`` (removed again if the write fails); else a missing folder fails.
+    A link is written through to its target; a device or a pipe (``/dev/null``,
+    ``/dev/stdout``) is written into, never replaced.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
     if path.exists() and not path.is_file() and not path.is_dir():
         _write_special(path, write, fix, verify)
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    made: list[Path] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_folders:
+            made = _make_folders(path.parent)
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
@@ -74,10 +80,10 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as err:
-        _discard(tmp)
+        _discard(tmp, made)
         raise write_failure(path, err, fix) from None
     except BaseException:
-        _discard(tmp)
+        _discard(tmp, made)
         raise
 
 
@@ -94,13 +100,29 @@ def _write_special(path: Path, write: Callable[[IO[bytes]], None], fix: str | No
                 verify(tmp)
             with open(tmp, "rb") as src, open(path, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+        except BrokenPipeError:  # the reader went away: the command line's exit 141
+            raise
         except OSError as err:
             raise write_failure(path, err, fix) from None
 
 
-def _discard(tmp: Path) -> None:
+def _make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; returns the ones made, deepest first."""
+    made = []
+    missing = folder
+    while not os.path.lexists(missing):
+        made.append(missing)
+        missing = missing.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def _discard(tmp: Path, made: Sequence[Path] = ()) -> None:
+    """Remove a failed write's temporary file and the folders made for it."""
     try:
         tmp.unlink(missing_ok=True)
+        for folder in made:
+            folder.rmdir()
     except OSError:
         pass
 
@@ -114,10 +136,11 @@ def write_failure(path: Path, err: OSError, fix: str | None = None) -> BalconErr
     return BalconError(f"cannot write {path} ({reason}); {fix}")
 
 
-def write_text_atomic(path: str | Path, text: str, fix: str | None = None) -> None:
-    """``path.write_text(text)``, atomically and durably (``fix`` as in
-    :func:`write_atomic`)."""
-    write_atomic(path, lambda f: f.write(text.encode()), fix)
+def write_text_atomic(path: str | Path, text: str, fix: str | None = None,
+                      make_folders: bool = False) -> None:
+    """``path.write_text(text)``, atomically and durably (``fix`` and ``make_folders`` as
+    in :func:`write_atomic`)."""
+    write_atomic(path, lambda f: f.write(text.encode()), fix, make_folders=make_folders)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

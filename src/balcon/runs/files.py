@@ -64,18 +64,19 @@ def check_output(path: str | Path, flag: str, writes: tuple[str, ...],
     command's ``inputs``, a run's own file (:data:`RUN_FILES`), or a file of another kind
     than those the command writes (``writes``: name endings such as ``.csv``) is refused
     in one line, before any work; so is a path inside a file. Missing folders on the way
-    are made when it is written."""
+    are made when it is written. A link is followed: its target is what is checked."""
     out = Path(path)
-    if out.is_dir():
-        if name is None:
-            raise BalconError(f"{flag} {out} is a folder; give a file name")
+    if out.is_dir() and name is not None:
         out = out / name
+    if out.is_symlink():
+        out = out.resolve()
+    if out.is_dir():
+        raise BalconError(f"{flag} {out} is a folder; give a file name or choose another {flag}")
     folder = out.parent
-    while not folder.exists() and folder != folder.parent:
+    while not os.path.lexists(folder) and folder != folder.parent:
         folder = folder.parent
-    if not folder.is_dir():
-        raise BalconError(f"{flag} {out}: {folder} is a file, not a folder; choose another "
-                          f"{flag}")
+    if not folder.is_dir():  # a file, or a broken link
+        raise BalconError(f"{flag} {out}: {folder} is not a folder; choose another {flag}")
     if not out.is_file():
         return out
     if any(Path(i).exists() and out.samefile(i) for i in inputs):

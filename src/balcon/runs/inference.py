@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from balcon.config import Config, run_config
-from balcon.data import ImageSet, find_images, load_image_sets
+from balcon.data import ImageSet, data_dir_for, find_images, load_image_sets
 from balcon.engine.device import inference_precision, resolve_device, run_precision
 from balcon.engine.loaders import eval_loader
 from balcon.engine.metrics import classification_metrics
@@ -92,7 +92,7 @@ def evaluate_checkpoint(
     """
     path = Path(path)
     state, cfg, model, dev = model_for_inference(path, device)
-    data_dir = data_dir if data_dir is not None else state.get("data_dir")
+    data_dir = data_dir_for(cfg.data, data_dir, state.get("data_dir"))
     splits = load_image_sets(cfg.data, data_dir)
     split = split or splits.report_split
     images = splits.get(split)

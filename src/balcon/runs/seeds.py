@@ -15,6 +15,7 @@ from typing import Any
 
 from balcon.config import Config, apply_overrides, run_config
 from balcon.config.checks import check_seed
+from balcon.data import data_dir_for
 from balcon.engine.distributed import init_distributed, on_main
 from balcon.errors import BalconError
 from balcon.runs.checkpoint import write_text_atomic
@@ -99,6 +100,7 @@ def fit_seeds(cfg: Config, data_dir: str | Path | None, out: str | Path, seeds: 
     seed with its result."""
     out = Path(out)
     _check_seeds(seeds)
+    data_dir = data_dir_for(cfg.data, data_dir)  # before anything is written
     init_distributed(device)
     on_main(_open_seeds_folder, cfg, data_dir, out, seeds)
     return _run_seeds(cfg, data_dir, out, seeds, device, download)
@@ -115,5 +117,5 @@ def resume_seeds(out: str | Path, data_dir: str | Path | None = None,
     if info is None:
         raise BalconError(f"{out} is not a multi-seed folder (no {SEEDS})")
     cfg = run_config(info["config"], source=str(out / SEEDS))
-    data_dir = data_dir if data_dir is not None else info.get("data_dir")
+    data_dir = data_dir_for(cfg.data, data_dir, info.get("data_dir"))
     return _run_seeds(cfg, data_dir, out, [int(s) for s in info["seeds"]], device, download)

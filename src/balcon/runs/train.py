@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from balcon.config import Config, run_config
+from balcon.data import data_dir_for
 from balcon.engine.device import emulated_bf16_warning
 from balcon.engine.distributed import broadcast_object, init_distributed, on_main
 from balcon.engine.loaders import eval_loader
@@ -68,6 +69,7 @@ def fit(cfg: Config, data_dir: str | Path | None, run_dir: str | Path,
     continues it. Returns the run directory and its summary.
     """
     run_dir = Path(run_dir)
+    data_dir = data_dir_for(cfg.data, data_dir)  # before anything is written
     init_distributed(device)
     if cfg.train.tensorboard:
         on_main(require_tensorboard)  # before anything is written
@@ -103,7 +105,7 @@ def resume(run_dir: str | Path, data_dir: str | Path | None = None,
         cfg = run_config(state["config"], source=str(run_dir / CONFIG))
         if cfg.train.tensorboard:
             on_main(require_tensorboard)
-        data_dir = data_dir if data_dir is not None else state.get("data_dir")
+        data_dir = data_dir_for(cfg.data, data_dir, state.get("data_dir"))
         if "model" not in state:  # only the config: start from the beginning
             state = None
         elif int(state["epoch"]) >= cfg.train.epochs and not state.get("step"):
