@@ -182,13 +182,17 @@ status() {
   return 0
 }
 
-report() {  # the saved runs' report pages as PNGs: report.png for cifar100-lt-r100,
-  page cifar100-lt-r100 report.png  # report-cifar10.png for the c10- runs
+# The saved runs' report pages as PNGs: report.png for cifar100-lt-r100,
+# report-cifar10.png for the c10- runs.
+report() {
+  page cifar100-lt-r100 report.png
   page cifar10-lt-r100 report-cifar10.png
 }
 
-page() {  # the page of the saved runs of preset $1 as $saved/$2, made from copies (their
-  local tmp dirs="" preset dir name page_data=""  # caches stay out of the saved runs)
+# The page of the saved runs of preset $1 as $saved/$2, made from copies of the runs (so
+# the report's caches stay out of the saved copies).
+page() {
+  local tmp dirs="" preset dir name page_data=""
   tmp=$(mktemp -d)
   for m in $methods; do
     read -r preset dir name <<< "$(run_of "$m")"
