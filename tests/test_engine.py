@@ -7,6 +7,8 @@ import json
 import math
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -195,6 +197,36 @@ def test_write_atomic_verifies_before_writing_into_a_pipe(tmp_path: Path):
     write_atomic(fifo, lambda f: f.write(b"good"), verify=lambda path: None)
     reader.join(timeout=60)
     assert got == [b"good"] and stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc")
+def test_outputs_into_stdout_on_a_pipe_and_a_new_folder(finished_run: Path, tmp_path: Path):
+    """``--out /dev/stdout`` under ``| jq`` is a link into /proc naming an anonymous pipe
+    (``pipe:[N]``, no path once resolved): it is written into. ``new/`` is a folder to make."""
+    best = str(finished_run / "best.pt")
+    read_end, write_end = os.pipe()
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(os.read(read_end, 1 << 20)),
+                              daemon=True)
+    reader.start()
+    try:
+        assert main(["eval", "--checkpoint", best, "--out", f"/proc/self/fd/{write_end}"]) == 0
+        reader.join(timeout=60)
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+    assert "top1" in json.loads(got[0])
+    shell = subprocess.run([sys.executable, "-m", "balcon.cli", "eval", "--checkpoint", best,
+                            "--out", "/dev/stdout"], capture_output=True, text=True, timeout=300)
+    assert shell.returncode == 0, shell.stderr  # stdout holds the JSON alone, as for | jq
+    assert "top1" in json.loads(shell.stdout) and "wrote /dev/stdout" in shell.stderr
+    assert main(["predict", "--checkpoint", best, str(finished_run / "config.yaml"),
+                 "--out", f"{tmp_path / 'new'}/"]) == 2  # no images: refused, nothing made
+    assert not (tmp_path / "new").exists()
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "one.png")
+    assert main(["predict", "--checkpoint", best, str(tmp_path / "one.png"), "--out",
+                 f"{tmp_path / 'new'}/"]) == 0
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["best-predictions.csv"]
 
 
 def test_eval_of_checkpoint_from_cuda_style_state(finished_run: Path):

@@ -7,6 +7,7 @@ checkpoint) print one line naming the problem and the fix, and exit with status 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -121,8 +122,8 @@ def _parser() -> argparse.ArgumentParser:
                         "comparison of runs (grouped over seeds)")
     rp.add_argument("runs", nargs="+", metavar="RUN_DIR",
                     help="run directories (a --seeds folder stands for its runs)")
-    rp.add_argument("--out", metavar="FILE.html", help="page to write (default: report.html "
-                    "in the run, or in the current folder for several runs)")
+    rp.add_argument("--out", metavar="FILE.html", help="page (or folder) to write (default: "
+                    "report.html in the run, or in the current folder for several runs)")
     rp.add_argument("--checkpoint", choices=["best", "last"], default="best",
                     help="checkpoint of each run to analyse (default best)")
     rp.add_argument("--data-dir", help="data folder (default: each run's own; for data "
@@ -134,8 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
     ex.add_argument("--format", dest="fmt", required=True, choices=["onnx", "torchscript"],
                     help="onnx (needs balcon[export]) or torchscript")
-    ex.add_argument("--out", help="file to write (default: beside the checkpoint, named "
-                    "after it: best.pt gives best.onnx / best.torchscript.pt)")
+    ex.add_argument("--out", help="file (or folder) to write (default: beside the "
+                    "checkpoint, named after it: best.pt gives best.onnx / best.torchscript.pt)")
     return p
 
 
@@ -263,6 +264,17 @@ COMMANDS = {"presets": _cmd_presets, "train": cmd_train, "eval": _cmd_eval,
             "export": _cmd_export}
 
 
+def _messages_to_stderr_if_writing_stdout(out: str | None) -> contextlib.AbstractContextManager:
+    """When ``--out`` is this process's standard output (``--out /dev/stdout | jq``), the
+    command's own lines (tables, ``wrote ...``) go to stderr so stdout holds the file alone."""
+    try:
+        writes_stdout = out is not None and os.path.samestat(os.stat(out),
+                                                             os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):  # no such path, or stdout is not a real file (a test's)
+        writes_stdout = False
+    return contextlib.redirect_stdout(sys.stderr) if writes_stdout else contextlib.nullcontext()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status.
 
@@ -274,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.command in ("train", "demo") else {})
 
     try:
-        return COMMANDS[args.command](args)
+        with _messages_to_stderr_if_writing_stdout(getattr(args, "out", None)):
+            return COMMANDS[args.command](args)
     except Preempted as err:
         if is_main_process():
             print(f"balcon: stopped: {one_line(err)}", file=sys.stderr)

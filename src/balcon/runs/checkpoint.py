@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
@@ -61,11 +62,11 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
     ``/dev/stdout``) is written into, never replaced.
     """
     path = Path(path)
-    if path.is_symlink():
-        path = path.resolve()
-    if path.exists() and not path.is_file() and not path.is_dir():
+    if is_special(path):
         _write_special(path, write, fix, verify)
         return
+    if path.is_symlink():
+        path = path.resolve()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     made: list[Path] = []
     try:
@@ -85,6 +86,17 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
     except BaseException:
         _discard(tmp, made)
         raise
+
+
+def is_special(path: Path) -> bool:
+    """Whether ``path``, links followed, is a device, a pipe or a socket: a file to write
+    into, never to replace. Asked of the path itself, since a link into ``/proc`` such as
+    ``/dev/stdout`` on a pipe names no path once resolved (``/proc/N/fd/pipe:[M]``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _write_special(path: Path, write: Callable[[IO[bytes]], None], fix: str | None,

@@ -23,7 +23,12 @@ from typing import Any
 from balcon import __version__
 from balcon.config import Config, config_to_yaml
 from balcon.errors import LOG, BalconError
-from balcon.runs.checkpoint import load_checkpoint, write_failure, write_text_atomic
+from balcon.runs.checkpoint import (
+    is_special,
+    load_checkpoint,
+    write_failure,
+    write_text_atomic,
+)
 
 __all__ = [
     "BEST",
@@ -64,10 +69,13 @@ def check_output(path: str | Path, flag: str, writes: tuple[str, ...],
     command's ``inputs``, a run's own file (:data:`RUN_FILES`), or a file of another kind
     than those the command writes (``writes``: name endings such as ``.csv``) is refused
     in one line, before any work; so is a path inside a file. Missing folders on the way
-    are made when it is written. A link is followed: its target is what is checked."""
+    are made when it is written, and a path ending in ``/`` names a folder. A link is
+    followed: its target is what is checked; a device or pipe is returned as given."""
     out = Path(path)
-    if out.is_dir() and name is not None:
-        out = out / name
+    if name is not None and (out.is_dir() or str(path).endswith(("/", os.sep))):
+        out = out / name  # an existing folder, or one to make ("new/")
+    if is_special(out):
+        return out
     if out.is_symlink():
         out = out.resolve()
     if out.is_dir():
