@@ -105,15 +105,16 @@ drive() {  # the background loop: each method in turn, continued until it finish
       mkdir -p "$runs/$m"
       for f in $files; do [ -f "$saved/$m/$f" ] && cp -p "$saved/$m/$f" "$runs/$m/"; done
     fi
-    # BCL in channels_last (a memory layout, not the recipe; the GPU pair ran so): a BCL
-    # step measured 2.8 s against 3.9-4.8 s in float32 on the Zen 4 (BENCHMARKS.md). LA
-    # started without it (the pinned 0.5.1's default) and keeps its layout.
+    # channels_last (a memory layout, not the recipe; the GPU pair ran so): a BCL step
+    # measured 2.8 s against 3.9-4.8 s in float32 on the Zen 4, an LA epoch 28 s against
+    # 35 s on the Xeon (BENCHMARKS.md). The seed-0 LA run started without it (the pinned
+    # 0.5.1's default) and keeps its layout.
     read -r preset dir name <<< "$(run_of "$m")"
     method=${name%%-*}
     seed=0
     case $name in *-s[0-9]*) seed=${name##*-s} ;; esac
     extra=""
-    [ "$method" = bcl ] && extra="--set model.channels_last=true"
+    [ "$name" = la ] || extra="--set model.channels_last=true"
     case $name in *-workers*) extra="$extra --set data.pipeline=workers" ;; esac
     echo "$(date -Is) $m: balcon train --continue ($preset, method $method, seed $seed) $extra"
     status=0
