@@ -5,7 +5,9 @@
     # `cpu_200ep.sh table` passes its runs in their order
 
 For each run (a folder of SAVED_DIR with a ``train.log``): epochs done, top-1 at the
-last evaluated epoch and the best, many / medium / few, and the training time. The runs
+last evaluated epoch and the best, many / medium / few, and the training time. Then,
+for each recipe (a run's name without its ``-s<seed>``), the mean and standard deviation
+over its finished seeds of the last epoch's top-1, many, medium and few. The runs
 cross sessions and machines, so time comes from the epochs' own seconds (``train.log``),
 and each epoch is put on the machine that ``SAVED_DIR/machines.log`` names for the
 session it ran in (the last entry at or before the epoch's time; ``cpu_200ep.sh start``
@@ -75,6 +77,32 @@ def result(run: Path) -> tuple[dict | None, dict | None]:
     return rows[-1], max(rows, key=lambda r: r["top1"])
 
 
+def recipe_of(name: str) -> str:
+    """A run's recipe: its name without the seed (``bcl-workers-s1`` -> ``bcl-workers``)."""
+    return re.sub(r"-s\d+$", "", name)
+
+
+def seed_table(finished: dict[str, dict]) -> list[str]:
+    """Mean +- sd over the seeds of each recipe of the ``finished`` runs' last epochs."""
+    groups: dict[str, list[dict]] = {}
+    for name, last in finished.items():
+        groups.setdefault(recipe_of(name), []).append(last)
+    lines = ["| recipe | finished seeds | top-1 at the last epoch, each | mean +- sd | many | "
+             "medium | few |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for recipe, rows in groups.items():
+        each = ", ".join(f"{r['top1']:.2f}" for r in rows)
+        stats = " | ".join(_mean_sd([r[key] for r in rows])
+                           for key in ("top1", "many", "medium", "few"))
+        lines.append(f"| {recipe} | {len(rows)} | {each} | {stats} |")
+    return lines
+
+
+def _mean_sd(values: list[float]) -> str:
+    """``mean +- sd`` (the sample standard deviation; the mean alone for one value)."""
+    sd = f" +- {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.2f}{sd}"
+
+
 def main() -> None:
     saved = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/cpu-200ep")
     known = machines(saved)
@@ -82,6 +110,7 @@ def main() -> None:
           "idle-machine time | epoch seconds summed | per machine: epochs, median s / epoch |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     names = sys.argv[2:] or sorted(p.name for p in saved.iterdir() if p.is_dir())
+    finished: dict[str, dict] = {}
     for method in names:
         run = saved / method
         if not (run / "train.log").is_file():
@@ -106,6 +135,11 @@ def main() -> None:
         print(f"| {method} | {max(done, default=0)} | {top} | {top_best} | {cell(last, 'many')}"
               f" | {cell(last, 'medium')} | {cell(last, 'few')} | {idle:.1f} h | {hours:.1f} h"
               f" | {split} |")
+        total = re.search(r"epoch \d+/(\d+)", (run / "train.log").read_text())
+        if last is not None and total and last["epoch"] == int(total.group(1)):
+            finished[method] = last
+    if finished:
+        print("\n" + "\n".join(seed_table(finished)))
     print(f"\n{PAPER}")
 
 

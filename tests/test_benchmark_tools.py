@@ -130,6 +130,28 @@ def test_cpu_200ep_table_puts_each_epoch_on_its_machine(bench_module, tmp_path, 
     assert f"| {idle:.1f} h | {summed:.1f} h |" in row
 
 
+def test_cpu_200ep_table_groups_finished_seeds_by_recipe(bench_module, tmp_path, capsys,
+                                                        monkeypatch):
+    """Finished runs of one recipe (the name without -s<seed>) give mean +- sd; a run not
+    at its last epoch is left out of the means."""
+    tool = bench_module("cpu_200ep_table")
+    line = "2026-12-05 12:00:00 epoch {}/200 lr 0.1 loss 1.0 (cls 1.0, con -) 1.0s (data wait 2%)\n"
+    for name, top1, epoch in (("bcl", 50.0, 200), ("bcl-s1", 52.0, 200), ("la", 49.0, 200),
+                              ("la-s1", 10.0, 40)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.log").write_text(line.format(epoch))
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps(
+            {"epoch": epoch, "top1": top1, "many": top1 + 10, "medium": top1, "few": 30.0}) + "\n")
+    monkeypatch.setattr(sys, "argv", ["cpu_200ep_table.py", str(tmp_path)])
+    tool.main()
+    out = capsys.readouterr().out
+    assert "| bcl | 2 | 50.00, 52.00 | 51.00 +- 1.41 | 61.00 +- 1.41 | 51.00 +- 1.41 | " \
+           "30.00 +- 0.00 |" in out
+    assert "| la | 1 | 49.00 | 49.00 | 59.00 | 49.00 | 30.00 |" in out  # la-s1 unfinished
+    assert tool.recipe_of("bcl-workers-s12") == "bcl-workers" and tool.recipe_of("c10-bcl") \
+        == "c10-bcl"
+
+
 def test_bcl_equivalence_finds_balcon_step_equal_to_the_reference(bench_module, monkeypatch,
                                                                   capsys):
     """balcon's BCL step (model, heads, prototypes from the classifier, loss, BatchNorm over
