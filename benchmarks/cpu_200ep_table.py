@@ -135,8 +135,8 @@ def main() -> None:
         print(f"| {method} | {max(done, default=0)} | {top} | {top_best} | {cell(last, 'many')}"
               f" | {cell(last, 'medium')} | {cell(last, 'few')} | {idle:.1f} h | {hours:.1f} h"
               f" | {split} |")
-        total = re.search(r"epoch \d+/(\d+)", (run / "train.log").read_text())
-        if last is not None and total and last["epoch"] == int(total.group(1)):
+        totals = re.findall(r"epoch \d+/(\d+)", (run / "train.log").read_text())
+        if last is not None and totals and last["epoch"] == int(totals[-1]):  # the newest
             finished[method] = last
     if finished:
         print("\n" + "\n".join(seed_table(finished)))

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -199,6 +200,12 @@ def test_write_atomic_verifies_before_writing_into_a_pipe(tmp_path: Path):
     assert got == [b"good"] and stat.S_ISFIFO(fifo.stat().st_mode)
 
 
+def _balcon_with_stdout(args: list[str], stdout) -> subprocess.CompletedProcess:
+    """``balcon ARGS`` in a new process whose standard output is ``stdout``."""
+    return subprocess.run([sys.executable, "-m", "balcon.cli", *args], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, timeout=300)
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc")
 def test_outputs_into_stdout_on_a_pipe_and_a_new_folder(finished_run: Path, tmp_path: Path):
     """``--out /dev/stdout`` under ``| jq`` is a link into /proc naming an anonymous pipe
@@ -206,20 +213,18 @@ def test_outputs_into_stdout_on_a_pipe_and_a_new_folder(finished_run: Path, tmp_
     best = str(finished_run / "best.pt")
     read_end, write_end = os.pipe()
     got: list[bytes] = []
-    reader = threading.Thread(target=lambda: got.append(os.read(read_end, 1 << 20)),
-                              daemon=True)
+
+    def read_to_the_end() -> None:
+        with os.fdopen(read_end, "rb") as pipe:
+            got.append(pipe.read())
+    reader = threading.Thread(target=read_to_the_end, daemon=True)
     reader.start()
     try:
         assert main(["eval", "--checkpoint", best, "--out", f"/proc/self/fd/{write_end}"]) == 0
-        reader.join(timeout=60)
     finally:
         os.close(write_end)
-        os.close(read_end)
+    reader.join(timeout=60)
     assert "top1" in json.loads(got[0])
-    shell = subprocess.run([sys.executable, "-m", "balcon.cli", "eval", "--checkpoint", best,
-                            "--out", "/dev/stdout"], capture_output=True, text=True, timeout=300)
-    assert shell.returncode == 0, shell.stderr  # stdout holds the JSON alone, as for | jq
-    assert "top1" in json.loads(shell.stdout) and "wrote /dev/stdout" in shell.stderr
     assert main(["predict", "--checkpoint", best, str(finished_run / "config.yaml"),
                  "--out", f"{tmp_path / 'new'}/"]) == 2  # no images: refused, nothing made
     assert not (tmp_path / "new").exists()
@@ -227,6 +232,43 @@ def test_outputs_into_stdout_on_a_pipe_and_a_new_folder(finished_run: Path, tmp_
     assert main(["predict", "--checkpoint", best, str(tmp_path / "one.png"), "--out",
                  f"{tmp_path / 'new'}/"]) == 0
     assert [p.name for p in (tmp_path / "new").iterdir()] == ["best-predictions.csv"]
+    (tmp_path / "file.json").write_text("{}")  # a folder path through a file: refused
+    assert main(["eval", "--checkpoint", best, "--out", f"{tmp_path / 'file.json'}/"]) == 2
+
+
+@pytest.mark.skipif(not Path("/dev/stdout").exists(), reason="needs /dev/stdout")
+def test_out_dev_stdout_goes_where_the_shell_sent_stdout(finished_run: Path, tmp_path: Path):
+    """Standard output holds the written file alone, the command's lines on stderr: on a
+    pipe, in a file (``> out.txt`` is not refused for its name; ``>>`` appends), and for
+    ``eval --predictions``; the two outputs naming one file, and a socket, are refused."""
+    best = str(finished_run / "best.pt")
+    piped = _balcon_with_stdout(["eval", "--checkpoint", best, "--out", "/dev/stdout"],
+                                subprocess.PIPE)
+    assert piped.returncode == 0, piped.stderr
+    assert "top1" in json.loads(piped.stdout) and "wrote /dev/stdout" in piped.stderr
+    appended = tmp_path / "log.txt"
+    appended.write_text("before\n")
+    with open(appended, "a") as stdout:
+        done = _balcon_with_stdout(["eval", "--checkpoint", best, "--out", "/dev/stdout"], stdout)
+    assert done.returncode == 0, done.stderr
+    before, after = appended.read_text().split("\n", 1)
+    assert before == "before" and json.loads(after)["top1"] == json.loads(piped.stdout)["top1"]
+    csv_piped = _balcon_with_stdout(["eval", "--checkpoint", best, "--out",
+                                     str(tmp_path / "e.json"), "--predictions", "/dev/stdout"],
+                                    subprocess.PIPE)
+    assert csv_piped.returncode == 0, csv_piped.stderr
+    rows = csv_piped.stdout.splitlines()
+    assert rows[0].startswith("source,label,") and len(rows) == 201  # header + 200 images
+    same = _balcon_with_stdout(["eval", "--checkpoint", best, "--out", "/dev/stdout",
+                                "--predictions", "/proc/self/fd/1"], subprocess.PIPE)
+    assert same.returncode == 2 and "is also the --out file" in same.stderr
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(tmp_path / "sock"))
+        assert main(["eval", "--checkpoint", best, "--out", str(tmp_path / "sock")]) == 2
+        assert stat.S_ISSOCK((tmp_path / "sock").stat().st_mode)  # left as it was
+    finally:
+        sock.close()
 
 
 def test_eval_of_checkpoint_from_cuda_style_state(finished_run: Path):

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import sys
 import textwrap
 import threading
@@ -188,6 +189,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` both exist and are one file (``/dev/stdout`` and
+    ``/proc/self/fd/1``)."""
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except OSError:
+        return False
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from balcon.report import format_per_class, format_results, write_predictions
     from balcon.runs import evaluate_checkpoint
@@ -199,7 +209,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = check_output(args.out or default, "--out", (".json",), [ckpt], default.name)
     csv_out = None if not args.predictions else check_output(
         args.predictions, "--predictions", (".csv",), [ckpt], f"{ckpt.stem}-eval-predictions.csv")
-    if csv_out is not None and csv_out.absolute() == out.absolute():
+    if csv_out is not None and (csv_out.absolute() == out.absolute() or _same_file(csv_out, out)):
         raise BalconError(f"--predictions {csv_out} is also the --out file; choose another "
                           "--predictions")
     metrics, predictions = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir,
@@ -264,15 +274,23 @@ COMMANDS = {"presets": _cmd_presets, "train": cmd_train, "eval": _cmd_eval,
             "export": _cmd_export}
 
 
-def _messages_to_stderr_if_writing_stdout(out: str | None) -> contextlib.AbstractContextManager:
-    """When ``--out`` is this process's standard output (``--out /dev/stdout | jq``), the
-    command's own lines (tables, ``wrote ...``) go to stderr so stdout holds the file alone."""
+def _messages_to_stderr(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """When an output (``--out``, ``--predictions``) is this process's standard output
+    (``--out /dev/stdout | jq``, ``> file``), the command's own lines (tables, ``wrote
+    ...``) go to stderr, so stdout holds the file alone; not on a terminal or /dev/null
+    (a character device), where they would only move or come back."""
+    outputs = [p for p in (getattr(args, "out", None), getattr(args, "predictions", None)) if p]
+    if not outputs:
+        return contextlib.nullcontext()
+    from balcon.runs.checkpoint import is_stdout
+
     try:
-        writes_stdout = out is not None and os.path.samestat(os.stat(out),
-                                                             os.fstat(sys.stdout.fileno()))
-    except (OSError, ValueError):  # no such path, or stdout is not a real file (a test's)
-        writes_stdout = False
-    return contextlib.redirect_stdout(sys.stderr) if writes_stdout else contextlib.nullcontext()
+        is_terminal_or_null = stat.S_ISCHR(os.fstat(sys.__stdout__.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # no real stdout
+        return contextlib.nullcontext()
+    if is_terminal_or_null or not any(is_stdout(p) for p in outputs):
+        return contextlib.nullcontext()
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.command in ("train", "demo") else {})
 
     try:
-        with _messages_to_stderr_if_writing_stdout(getattr(args, "out", None)):
+        with _messages_to_stderr(args):
             return COMMANDS[args.command](args)
     except Preempted as err:
         if is_main_process():

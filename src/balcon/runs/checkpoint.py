@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
@@ -58,8 +59,8 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
     reason and ``fix`` (default: how to continue a run); so does anything ``write`` or
     ``verify`` raises, the temporary file removed. ``make_folders``: make the missing
     folders of ``path`` (removed again if the write fails); else a missing folder fails.
-    A link is written through to its target; a device or a pipe (``/dev/null``,
-    ``/dev/stdout``) is written into, never replaced.
+    A link is written through to its target; a device, a pipe or standard output
+    (``/dev/null``, ``/dev/stdout``) is written into, never replaced.
     """
     path = Path(path)
     if is_special(path):
@@ -88,21 +89,41 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None],
         raise
 
 
-def is_special(path: Path) -> bool:
-    """Whether ``path``, links followed, is a device, a pipe or a socket: a file to write
-    into, never to replace. Asked of the path itself, since a link into ``/proc`` such as
-    ``/dev/stdout`` on a pipe names no path once resolved (``/proc/N/fd/pipe:[M]``)."""
+def is_stdout(path: str | Path) -> bool:
+    """Whether ``path`` is the file this process's standard output writes to:
+    ``/dev/stdout``, or the file, pipe or terminal that a shell sent stdout to."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.__stdout__.fileno()))
+    except (OSError, ValueError, AttributeError):  # no such path; no real stdout
+        return False
+
+
+def is_special(path: str | Path) -> bool:
+    """Whether ``path``, links followed, is a device, a pipe or this process's standard
+    output: a file to write into, never to replace. Asked of the path as given, since a
+    link into ``/proc`` such as ``/dev/stdout`` on a pipe names no path once resolved
+    (``/proc/N/fd/pipe:[M]``)."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or is_stdout(path)
+
+
+def _open_special(path: Path) -> IO[bytes]:
+    """``path`` opened to write into; standard output through its own descriptor, so
+    that a shell's ``>>`` appends and ``>`` keeps its position."""
+    if not is_stdout(path):
+        return open(path, "wb")
+    sys.__stdout__.flush()
+    return os.fdopen(os.dup(sys.__stdout__.fileno()), "wb")
 
 
 def _write_special(path: Path, write: Callable[[IO[bytes]], None], fix: str | None,
                    verify: Callable[[Path], None] | None) -> None:
-    """:func:`write_atomic` into a device or a pipe: made and verified in a temporary
-    folder, then copied in (renaming over it would replace the device with a file)."""
+    """:func:`write_atomic` into a device, a pipe or standard output: made and verified
+    in a temporary folder, then copied in (renaming over it would replace the device
+    with a file, or cut the file a shell redirected stdout to)."""
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder) / path.name
         try:
@@ -110,7 +131,7 @@ def _write_special(path: Path, write: Callable[[IO[bytes]], None], fix: str | No
                 write(f)
             if verify is not None:
                 verify(tmp)
-            with open(tmp, "rb") as src, open(path, "wb") as dst:
+            with open(tmp, "rb") as src, _open_special(path) as dst:
                 shutil.copyfileobj(src, dst)
         except BrokenPipeError:  # the reader went away: the command line's exit 141
             raise

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,12 +71,15 @@ def check_output(path: str | Path, flag: str, writes: tuple[str, ...],
     than those the command writes (``writes``: name endings such as ``.csv``) is refused
     in one line, before any work; so is a path inside a file. Missing folders on the way
     are made when it is written, and a path ending in ``/`` names a folder. A link is
-    followed: its target is what is checked; a device or pipe is returned as given."""
+    followed: its target is what is checked; a device, a pipe or standard output is
+    returned as given, a socket refused."""
     out = Path(path)
     if name is not None and (out.is_dir() or str(path).endswith(("/", os.sep))):
         out = out / name  # an existing folder, or one to make ("new/")
     if is_special(out):
         return out
+    if stat.S_ISSOCK(out.stat().st_mode if out.exists() else 0):
+        raise BalconError(f"{flag} {out} is a socket; give a file name or choose another {flag}")
     if out.is_symlink():
         out = out.resolve()
     if out.is_dir():
