@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import socket
-import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,7 +77,7 @@ def check_output(path: str | Path, flag: str, writes: tuple[str, ...],
         out = out / name  # an existing folder, or one to make ("new/")
     if is_special(out):
         return out
-    if stat.S_ISSOCK(out.stat().st_mode if out.exists() else 0):
+    if out.is_socket():
         raise BalconError(f"{flag} {out} is a socket; give a file name or choose another {flag}")
     if out.is_symlink():
         out = out.resolve()
