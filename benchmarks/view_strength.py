@@ -22,8 +22,9 @@ paired by batch (the same samples), each pipeline's difference to the reference'
     python benchmarks/view_strength.py RUN_OR_CHECKPOINT DATA_DIR [--batches 16]
         [--without crop|jitter|hue|gray]
 
-``--quantize`` rounds the device pipeline's pixels to 8 bits after the resized crop and
-after each colour adjustment, as PIL does (the device pipeline keeps floats).
+Since balcon 0.9 the device pipeline computes views 2 and 3 on 8-bit grey levels as PIL
+does, equal to the PIL transforms' at the same parameters; 0.8 and earlier kept floats
+(this script's ``--quantize`` then rounded them after each step; BENCHMARKS.md).
 
 ``--without OP`` drops one step of views 2 and 3 from the device and the reference
 pipelines alike (``crop``: the whole image, no resized crop; ``jitter``: no colour jitter;
@@ -73,19 +74,6 @@ def drop_from_device_views(without: str) -> None:
     device_views_module.sim_params = sim_params
 
 
-def quantize_device_views() -> None:
-    """Round balcon's device views to 8 bits after the crop and each adjustment, as PIL."""
-    ops = device_views_module.ops
-    for name in ("resized_crop", "adjust_brightness", "adjust_contrast", "adjust_saturation",
-                 "adjust_hue"):
-        fn = getattr(ops, name)
-
-        def rounded(*a, _fn=fn, **kw):  # noqa: ANN002, ANN003, ANN202
-            return (_fn(*a, **kw) * 255.0).round_().div_(255.0)
-
-        setattr(ops, name, rounded)
-
-
 def reference_views(images, indices: torch.Tensor, seed: int,  # noqa: ANN001, ANN201
                     without: str | None = None):
     """The reference trainer's PIL views (its transforms, its RNG use) of ``indices``."""
@@ -127,10 +115,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--without", choices=["crop", "jitter", "hue", "gray"])
-    p.add_argument("--quantize", action="store_true")
     args = p.parse_args()
-    if args.quantize:
-        quantize_device_views()
     if args.without:
         drop_from_device_views(args.without)
     path = args.checkpoint / "last.pt" if args.checkpoint.is_dir() else args.checkpoint
@@ -158,7 +143,6 @@ def main() -> None:
     print(f"checkpoint {path} (epoch {state['epoch']}), {args.batches} batches of "
           f"{args.batch} training samples, model in eval mode"
           + (f"; views 2 and 3 without {args.without}" if args.without else "")
-          + ("; device views rounded to 8 bits after each step" if args.quantize else "")
           + "\n")
     print("| pipeline | " + " | ".join(keys) + " |")
     print("| --- |" + " ---: |" * len(keys))

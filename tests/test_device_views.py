@@ -18,7 +18,6 @@ from scipy import stats
 from torchvision import transforms as T
 
 from balcon.config import DataConfig
-from balcon.data import batch_ops as ops
 from balcon.data import load_digits
 from balcon.data.batch_ops import CIFAR10_POLICY
 from balcon.data.device_views import (
@@ -206,31 +205,47 @@ def test_both_pipelines_train_the_demo_and_resume_exactly(tmp_path: Path):
     assert summary["last"]["top1"] == results["device"]["last"]["top1"]
 
 
-def _jitter_whole_batch(x: torch.Tensor, p: dict) -> torch.Tensor:
-    """The colour jitter as balcon 0.5 computed it: every adjustment on the whole batch at
-    each position, factor 1 (or the pixels kept, for the hue) where a sample skips it."""
-    adjust = (ops.adjust_brightness, ops.adjust_contrast, ops.adjust_saturation)
-    for position in range(4):
-        for op, fn in enumerate(adjust):
-            mine = p["jitter"] & (p["order"][:, position] == op)
-            x = fn(x, torch.where(mine, p["factors"][:, op], 1.0))
-        mine = p["jitter"] & (p["order"][:, position] == 3)
-        x = torch.where(mine[:, None, None, None], ops.adjust_hue(x, p["hue"]), x)
-    return x
+def _pil_sim_view(image, p: dict, b: int, data: DataConfig) -> torch.Tensor:
+    """View 2 of one PIL image by torchvision's transforms (the published pipeline's
+    functions, in its order) at sample ``b``'s parameters in ``p``."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TV
+
+    x = TV.resized_crop(image, *p["boxes"][b].tolist(), [32, 32], InterpolationMode.BILINEAR)
+    if p["flip"][b]:
+        x = TV.hflip(x)
+    if p["jitter"][b]:
+        adjust = (TV.adjust_brightness, TV.adjust_contrast, TV.adjust_saturation,
+                  TV.adjust_hue)
+        factors = [*p["factors"][b].tolist(), float(p["hue"][b])]
+        for op in p["order"][b].tolist():
+            x = adjust[op](x, factors[op])
+    if p["gray"][b]:
+        x = TV.rgb_to_grayscale(x, 3)
+    return TV.normalize(TV.to_tensor(x), data.mean, data.std)
 
 
-def test_color_jitter_on_the_selected_rows_equals_the_whole_batch_formulation():
-    """Bit for bit, inputs a little outside [0, 1] included (a bilinear crop can give
-    1.0 + 1 ulp), every batch size and order of the adjustments."""
-    from balcon.data.device_views import _color_jitter
+def test_contrastive_views_equal_torchvisions_pil_transforms_pixel_for_pixel():
+    """At the same parameters a device-made view 2 is the published PIL pipeline's view
+    bit for bit: each step rounds to 8 bits where PIL does (the crop's two passes, each
+    blend, the 8-bit HSV of the hue, the luma), for every order of the adjustments."""
+    import numpy as np
+    from PIL import Image
 
-    g = torch.Generator().manual_seed(0)
-    for trial in range(20):
-        b = (1, 3, 16, 32)[trial % 4]
-        x = torch.rand(b, 3, 8, 8, generator=g) * 1.2 - 0.1
-        x[:, :, :2] = 1.0000001
-        p = {"jitter": torch.rand(b, generator=g) < 0.8,
-             "order": torch.stack([torch.randperm(4, generator=g) for _ in range(b)]),
-             "factors": 0.6 + 0.8 * torch.rand(b, 3, generator=g),
-             "hue": torch.rand(b, generator=g) * 0.2 - 0.1}
-        assert torch.equal(_color_jitter(x.clone(), p), _jitter_whole_batch(x.clone(), p))
+    from balcon.data import ImageSet
+
+    rng = np.random.RandomState(0)
+    n = 96
+    noise = rng.randint(0, 256, (n // 2, 32, 32, 3))
+    walks = np.clip(np.cumsum(rng.randint(-20, 21, (n // 2, 32, 32, 3)), axis=2) + 128, 0, 255)
+    pixels = np.concatenate([noise, walks]).astype(np.uint8)
+    data = DataConfig()
+    views = DeviceViews(ImageSet(labels=np.zeros(n, dtype=np.int64), class_names=["a"],
+                                 pixels=pixels), data, 3, seed=0, device=torch.device("cpu"))
+    p = sim_params(uniforms(sample_keys(0, 1, torch.arange(n)), 1, 35), 32,
+                   data.sim_crop_scale, data.sim_blur_prob)
+    assert p["jitter"].float().mean() > 0.6 and p["gray"].any() and p["flip"].any()
+    made = views.sim(views.pixels, p)
+    ref = torch.stack([_pil_sim_view(Image.fromarray(a), p, b, data)
+                       for b, a in enumerate(pixels)])
+    assert torch.equal(made, ref)

@@ -2,14 +2,18 @@
 
 The per-image views (:mod:`balcon.data.views`) run torchvision's transforms on one PIL
 image at a time. Here every function takes a batch (B, 3, H, W) and per-sample
-parameters (tensors of length B) and calls torchvision's (or kornia's) batched kernels;
-what is written here is only the bookkeeping that gives each sample its own parameters.
-Randomness is not drawn here: :mod:`balcon.data.device_views` draws the parameters.
+parameters (tensors of length B). View 1's AutoAugment ops are torchvision's own uint8
+tensor kernels. The contrastive views' ops (resized crop, brightness, contrast,
+saturation, hue, grayscale) are PIL's 8-bit arithmetic written for a batch: they take
+and give float32 grey levels (integers in [0, 255]) rounded or truncated where PIL
+does, so that a view made here equals the PIL pipeline's. Randomness is not drawn here:
+:mod:`balcon.data.device_views` draws the parameters.
 
 How they were checked (``tests/test_batch_ops.py``): at fixed parameters each operation
-equals torchvision's on the same image: exactly for the AutoAugment operations against
-torchvision's tensor implementation, within a stated tolerance against its PIL
-implementation (which rounds to 8 bits after every step).
+equals torchvision's on the same images: the AutoAugment ops its tensor implementation
+exactly and its PIL implementation within 1 grey level; the contrastive views' ops its
+PIL implementation exactly, on noise and on smooth images, every crop size and hue shift;
+the blur (kornia's kernel, rounded) within 1 grey level on 1 pixel in 10,000.
 """
 
 from __future__ import annotations
@@ -114,72 +118,136 @@ def cutout_mask(height: int, width: int, cy: Tensor, cx: Tensor, length: int) ->
     return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
 
 
-def resized_crop(images: Tensor, boxes: Tensor, size: int) -> Tensor:
-    """Crop each sample's box ``(top, left, height, width)`` (B, 4) and resize it to
-    ``size`` x ``size``, bilinear: torchvision's ``resized_crop`` (crop, then resize) for
-    boxes no larger than ``size`` (the views' case: the images are ``size`` already).
+def _round_half_up(x: Tensor) -> Tensor:
+    """Nearest integer, halves up (PIL's fixed-point resampling, C's ``round`` for x >= 0)."""
+    return torch.floor(x + 0.5)
 
-    Each output pixel centre maps to ``top + (q + 0.5) * height / size - 0.5`` in the
-    source (half-pixel convention, as PIL and ``interpolate(align_corners=False)``),
-    clamped to the box so that only the crop's own pixels count; ``grid_sample`` then
-    interpolates every sample's grid in one call.
+
+def _axis_taps(start: Tensor, length: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Bilinear taps along one axis for each sample's crop ``[start, start + length)``
+    resized to ``size``: (B, size) indices of the two source pixels and the second's weight.
+
+    Output pixel q's centre maps to ``start + (q + 0.5) * length / size - 0.5`` (half-pixel
+    centres), clamped to the crop: PIL's triangle filter over the crop's own pixels,
+    renormalised at its border, is exactly that for crops no larger than ``size``.
     """
-    batch, _, height, width = images.shape
-    top, left, box_h, box_w = boxes.to(images.dtype).unbind(1)
-    q = torch.arange(size, device=images.device, dtype=images.dtype) + 0.5
-    ys = (top[:, None] + q * (box_h / size)[:, None] - 0.5)
-    ys = torch.minimum(torch.maximum(ys, top[:, None]), (top + box_h - 1)[:, None])
-    xs = (left[:, None] + q * (box_w / size)[:, None] - 0.5)
-    xs = torch.minimum(torch.maximum(xs, left[:, None]), (left + box_w - 1)[:, None])
-    grid = torch.stack([
-        (2 * xs / max(width - 1, 1) - 1)[:, None, :].expand(batch, size, size),
-        (2 * ys / max(height - 1, 1) - 1)[:, :, None].expand(batch, size, size),
-    ], dim=-1)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    q = torch.arange(size, device=start.device, dtype=torch.float32) + 0.5
+    first, last = start.float()[:, None], (start + length - 1).float()[:, None]
+    pos = torch.minimum(torch.maximum(first + q * (length.float() / size)[:, None] - 0.5,
+                                      first), last)
+    lo = pos.floor()
+    return lo.long(), torch.minimum(lo + 1, last).long(), pos - lo
 
 
-def blend(a: Tensor, b: Tensor, ratio: Tensor) -> Tensor:
-    """``ratio * a + (1 - ratio) * b`` clamped to [0, 1] (torchvision's ``_blend``),
-    ``ratio`` (B,) per sample, for float images in [0, 1]."""
-    r = ratio[:, None, None, None]
-    return (r * a + (1.0 - r) * b).clamp_(0.0, 1.0)
+def resized_crop(images: Tensor, boxes: Tensor, size: int) -> Tensor:
+    """Crop each sample's box ``(top, left, height, width)`` (B, 4) of the uint8 batch and
+    resize it to ``size`` x ``size``, bilinear, as PIL does in torchvision's
+    ``RandomResizedCrop``: a horizontal pass rounded to 8 bits, then a vertical pass
+    rounded again. Returns float32 grey levels (integers in [0, 255]); boxes no larger
+    than ``size`` (the views' case: the images are ``size`` already).
+    """
+    top, left, box_h, box_w = boxes.unbind(1)
+    batch, channels, height, _ = images.shape
+    x0, x1, wx = _axis_taps(left, box_w, size)
+    y0, y1, wy = _axis_taps(top, box_h, size)
+    levels = images.float()
+
+    def along_x(index: Tensor) -> Tensor:
+        return levels.gather(3, index[:, None, None, :].expand(batch, channels, height, size))
+
+    rows = _round_half_up(along_x(x0) + wx[:, None, None, :] * (along_x(x1) - along_x(x0)))
+
+    def along_y(index: Tensor) -> Tensor:
+        return rows.gather(2, index[:, None, :, None].expand(batch, channels, size, size))
+
+    return _round_half_up(along_y(y0) + wy[:, None, :, None] * (along_y(y1) - along_y(y0)))
 
 
-def grayscale(images: Tensor) -> Tensor:
-    """ITU-R 601 luma of float RGB images, (B, 1, H, W) (torchvision's weights)."""
-    r, g, b = images.unbind(-3)
-    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
+def blend(image: Tensor, degenerate: Tensor, factor: Tensor) -> Tensor:
+    """PIL's ``Image.blend(degenerate, image, factor)`` on grey levels, ``factor`` (B,) per
+    sample: ``degenerate + factor * (image - degenerate)`` in float32, clipped to
+    [0, 255] and truncated to an integer (ImageEnhance's brightness, contrast, colour)."""
+    f = factor[:, None, None, None]
+    return (degenerate + f * (image - degenerate)).clamp_(0.0, 255.0).floor_()
 
 
-def adjust_brightness(images: Tensor, factor: Tensor) -> Tensor:
-    """torchvision's brightness: blend with black by ``factor`` (B,)."""
-    return blend(images, torch.zeros_like(images), factor)
+def grayscale(levels: Tensor) -> Tensor:
+    """PIL's ``convert("L")`` of RGB grey levels, (B, 1, H, W): ITU-R 601 luma in 16-bit
+    fixed point, ``(19595 R + 38470 G + 7471 B + 2**15) >> 16``."""
+    r, g, b = levels.to(torch.int32).unbind(-3)
+    return ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16).unsqueeze(-3).float()
 
 
-def adjust_contrast(images: Tensor, factor: Tensor) -> Tensor:
-    """torchvision's contrast: blend with the image's mean grey level by ``factor`` (B,)."""
-    mean = grayscale(images).mean(dim=(-3, -2, -1), keepdim=True)
-    return blend(images, mean, factor)
+def adjust_brightness(levels: Tensor, factor: Tensor) -> Tensor:
+    """PIL's brightness: blend with black by ``factor`` (B,)."""
+    return blend(levels, torch.zeros_like(levels), factor)
 
 
-def adjust_saturation(images: Tensor, factor: Tensor) -> Tensor:
-    """torchvision's saturation: blend with the grey image by ``factor`` (B,)."""
-    return blend(images, grayscale(images), factor)
+def adjust_contrast(levels: Tensor, factor: Tensor) -> Tensor:
+    """PIL's contrast: blend with the image's mean luma, rounded to a grey level."""
+    mean = _round_half_up(grayscale(levels).mean(dim=(-3, -2, -1), keepdim=True,
+                                                 dtype=torch.float64)).float()
+    return blend(levels, mean, factor)
 
 
-def adjust_hue(images: Tensor, factor: Tensor) -> Tensor:
-    """torchvision's hue: rotate the HSV hue by ``factor`` (B,) turns (in [-0.5, 0.5]);
-    kornia's batched kernel, which takes the angle in radians."""
-    from kornia.enhance import adjust_hue as kornia_adjust_hue
-
-    return kornia_adjust_hue(images, factor * (2.0 * math.pi)).clamp_(0.0, 1.0)
+def adjust_saturation(levels: Tensor, factor: Tensor) -> Tensor:
+    """PIL's colour (saturation): blend with the image's luma by ``factor`` (B,)."""
+    return blend(levels, grayscale(levels), factor)
 
 
-def gaussian_blur(images: Tensor, kernel: int, sigma: Tensor) -> Tensor:
-    """Gaussian blur with a ``kernel`` x ``kernel`` window and per-sample ``sigma`` (B,),
-    reflecting at the border (torchvision's ``GaussianBlur``; kornia's batched kernel)."""
+def _rgb_to_hsv(levels: Tensor) -> Tensor:
+    """PIL's RGB -> HSV on grey levels: (B, 3, H, W) 8-bit H, S, V. The arithmetic is
+    PIL's: float32 where it stores a float, float64 where a double literal takes part,
+    hue and saturation truncated to 8 bits."""
+    r, g, b = levels.unbind(-3)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    span = maxc - torch.minimum(torch.minimum(r, g), b)
+    safe = torch.where(span > 0, span, 1.0)
+    sat = span / torch.where(maxc > 0, maxc, 1.0)
+    rc, gc, bc = ((maxc - c) / safe for c in (r, g, b))
+    d = torch.float64
+    hue = torch.where(r == maxc, (bc - gc).to(d),
+                      torch.where(g == maxc, 2.0 + rc.to(d) - bc.to(d),
+                                  4.0 + gc.to(d) - rc.to(d))).float()
+    hue = torch.fmod(hue.to(d) / 6.0 + 1.0, 1.0).float()
+    h = (hue.to(d) * 255.0).trunc().clamp(0, 255)
+    s = (sat.to(d) * 255.0).trunc().clamp(0, 255)
+    grey = span == 0
+    return torch.stack([h.masked_fill(grey, 0.0), s.masked_fill(grey, 0.0), maxc.to(d)], -3)
+
+
+def _hsv_to_rgb(hsv: Tensor) -> Tensor:
+    """PIL's HSV -> RGB of 8-bit H, S, V (float64), as float32 grey levels."""
+    h, s, v = hsv.unbind(-3)
+    sector = torch.floor(h * 6.0 / 255.0)
+    frac = (h * 6.0 / 255.0 - sector).float()
+    fs = (s / 255.0).float()
+    p = _round_half_up(v * (1.0 - fs.double()))
+    q = _round_half_up(v * (1.0 - (fs * frac).double()))
+    t = _round_half_up(v * (1.0 - fs.double() * (1.0 - frac.double())))
+    p, q, t = (c.clamp(0, 255) for c in (p, q, t))
+    # (R, G, B) of each sector 0..5, as PIL's switch on sector % 6
+    table = torch.stack([torch.stack(c, -3) for c in (
+        (v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)
+    index = (sector.long() % 6)[None, :, None].expand(1, *table.shape[1:])
+    rgb = table.gather(0, index).squeeze(0)
+    return torch.where((s == 0)[:, None], v[:, None].expand_as(rgb), rgb).float()
+
+
+def adjust_hue(levels: Tensor, factor: Tensor) -> Tensor:
+    """torchvision's hue adjustment of a PIL image: to PIL's 8-bit HSV, hue shifted by
+    ``int(factor * 255)`` modulo 256 (``factor`` (B,) in [-0.5, 0.5]), back to RGB."""
+    hsv = _rgb_to_hsv(levels)
+    shift = torch.remainder((factor.double() * 255.0).trunc(), 256.0)[:, None, None]
+    hsv[:, 0] = torch.remainder(hsv[:, 0] + shift, 256.0)
+    return _hsv_to_rgb(hsv)
+
+
+def gaussian_blur(levels: Tensor, kernel: int, sigma: Tensor) -> Tensor:
+    """Gaussian blur of grey levels with a ``kernel`` x ``kernel`` window and per-sample
+    ``sigma`` (B,), reflecting at the border, rounded to grey levels: torchvision's
+    ``GaussianBlur`` of a PIL image (its uint8 tensor path; kornia's batched kernel)."""
     from kornia.filters import gaussian_blur2d
 
-    return gaussian_blur2d(images, (kernel, kernel), torch.stack([sigma, sigma], dim=1),
-                           border_type="reflect")
+    return gaussian_blur2d(levels, (kernel, kernel), torch.stack([sigma, sigma], dim=1),
+                           border_type="reflect").round_()

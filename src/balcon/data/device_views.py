@@ -10,7 +10,10 @@ with the same recipe as the per-image ``workers`` views (:mod:`balcon.data.views
   are grouped by op and magnitude, one call per group), Cutout 16, normalise;
 - views 2 and 3: RandomResizedCrop (per-sample boxes, torchvision's ten tries and
   fallback), flip, ColorJitter(0.4, 0.4, 0.4, 0.1) with p = 0.8 (per-sample factors and
-  order), grayscale p = 0.2, optional blur, normalise.
+  order), grayscale p = 0.2, optional blur, normalise; each step on 8-bit grey levels,
+  rounded as PIL rounds them, so that at the same parameters a view equals torchvision's
+  PIL transforms' pixel for pixel (before 0.9 these views kept floats: a model trained
+  200 epochs on them told them from PIL's; BENCHMARKS.md).
 
 Randomness is per sample and keyed by (seed, epoch, sample index), as in the per-image
 pipeline, through a counter-based hash (integer arithmetic, the same bits on CPU and
@@ -190,9 +193,10 @@ class DeviceViews:
         return self._normalize(x).masked_fill_(hole, 0.0)  # the hole is the mean colour
 
     def sim(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
-        """View 2 or 3 of uint8 ``images`` with the parameters of :func:`sim_params`."""
+        """View 2 or 3 of uint8 ``images`` with the parameters of :func:`sim_params`: every
+        step on 8-bit grey levels as PIL computes them (:mod:`balcon.data.batch_ops`)."""
         size = images.shape[-1]
-        x = ops.resized_crop(images.float().div_(255.0), p["boxes"], size)
+        x = ops.resized_crop(images, p["boxes"], size)
         if self.data.hflip:
             x = ops.hflip_where(x, p["flip"])
         x = _color_jitter(x, p)
@@ -200,7 +204,7 @@ class DeviceViews:
         if self.data.sim_blur_prob > 0:
             blurred = ops.gaussian_blur(x, max(3, (size // 10) | 1), p["sigma"])
             x = torch.where(p["blur"][:, None, None, None], blurred, x)
-        return self._normalize(x)
+        return self._normalize(x.div_(255.0))
 
 
 #: Cutout's hole side, in pixels (the recipe's 16 at 32 px).
@@ -286,16 +290,14 @@ def _resized_crop_boxes(height: int, width: int, scale: list[float], u: Tensor) 
 
 
 def _color_jitter(x: Tensor, p: dict[str, Tensor]) -> Tensor:
-    """The four adjustments in each sample's order: at each of the four positions, each
-    adjustment runs on the samples that take it there (about a fifth of the batch) and
-    the others keep their pixels. The pixels come clamped to [0, 1] (as by a blend with
-    factor 1), except where brightness comes first: it blends the unclamped crop."""
-    adjust = (ops.adjust_brightness, ops.adjust_contrast, ops.adjust_saturation)
+    """The four adjustments of grey levels ``x`` in each sample's order: at each of the
+    four positions, each adjustment runs on the samples that take it there (about a fifth
+    of the batch) and the others keep their pixels."""
+    adjust = (ops.adjust_brightness, ops.adjust_contrast, ops.adjust_saturation,
+              ops.adjust_hue)
     factors = (*p["factors"].unbind(1), p["hue"])
-    brightness_first = p["jitter"] & (p["order"][:, 0] == 0)
-    x = torch.where(brightness_first[:, None, None, None], x, x.clamp(0.0, 1.0))
     for position in range(4):
-        for op, fn in enumerate((*adjust, ops.adjust_hue)):
+        for op, fn in enumerate(adjust):
             rows = (p["jitter"] & (p["order"][:, position] == op)).nonzero().squeeze(1)
             if len(rows):
                 x[rows] = fn(x[rows], factors[op][rows])
