@@ -2,8 +2,9 @@
 # The paper's schedule on the CPU: 200-epoch CIFAR-100-LT (imbalance 100) runs of LA, then
 # BCL, seed 0, float32, on CIFAR-100's original pixels, carried across sessions; then BCL
 # seed 0 with per-image PIL views (data.pipeline=workers, the published way of making
-# views), then BCL and LA with seed 1, to measure a seed's spread at the full schedule,
-# then BCL seed 1 with PIL views, then BCL on cifar10-lt-r100 (the JPEG copy of CIFAR-10).
+# views), BCL seed 1, BCL seed 0 again with balcon 0.9's device views (8-bit, as PIL's),
+# LA seed 1, BCL seed 1 with PIL views, then BCL on cifar10-lt-r100 (the JPEG copy of
+# CIFAR-10).
 #
 #   bash benchmarks/cpu_200ep.sh start     # install (once per machine), unpack, then run LA
 #                                          # and BCL one after the other in the background
@@ -23,39 +24,48 @@
 #                                          # c10- runs as report-cifar10.png (main's .venv
 #                                          # and headless Chromium; the next save commits it)
 #
-# The runs use a pinned install: their own clone of this repository at the commit in
-# benchmarks/results/cpu-200ep/COMMIT and their own venv, under $BALCON_200EP_HOME
-# (default: ../balcon-200ep beside this repository), so later changes to main do not change
-# a run halfway. On a new machine `start` rebuilds that install, unpacks the data from
-# $BALCON_SHARED/data/cifar100-lossless.tar.gz (default ../shared) and continues each run
-# from its saved copy. Within one machine a continued run is bit-exact (BENCHMARKS.md).
+# The runs use pinned installs: each run its own clone of this repository at one commit,
+# with its own venv, under $BALCON_200EP_HOME (default: ../balcon-200ep beside this
+# repository), so later changes to main do not change a run halfway. A run's commit is in
+# its COMMIT file (saved with it); a run that has none yet takes
+# benchmarks/results/cpu-200ep/COMMIT when it starts. On a new machine `start` rebuilds the
+# installs, unpacks the data from $BALCON_SHARED/data/cifar100-lossless.tar.gz (default
+# ../shared) and continues each run from its saved copy. Within one machine a continued
+# run is bit-exact (BENCHMARKS.md).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 saved=$repo/benchmarks/results/cpu-200ep
-commit=$(cat "$saved/COMMIT")
+commit=$(cat "$saved/COMMIT")  # for runs that have not started
 home=${BALCON_200EP_HOME:-$(dirname "$repo")/balcon-200ep}
 shared=${BALCON_SHARED:-$(dirname "$repo")/shared}
-src=$home/src-${commit:0:12}
-py=$src/.venv/bin/python
+py=$home/src-${commit:0:12}/.venv/bin/python  # reads checkpoints, unpacks the data
 data=$home/data
 data10=$home/data-cifar10
 runs=$home/runs
 # A run's name is its method, -workers for PIL views made in DataLoader workers, and
 # -s<seed> for seeds other than 0: la and bcl are the issue's seed-0 runs; bcl-workers
-# asks whether the device-made views cost accuracy; bcl-s1 and la-s1 measure a seed's
-# spread at the full schedule, and bcl-workers-s1 gives the views question a second seed.
+# asks whether the device-made views cost accuracy; la-s1 measures a seed's spread at the
+# full schedule, and bcl-workers-s1 gives the views question a second seed. -float names
+# the BCL runs pinned at balcon 0.5.1 (dbf78b1), whose device views kept float pixels
+# where PIL rounds to 8 bits: bcl-float was the issue's first BCL run (50.66), and bcl
+# runs seed 0 again with 0.9's views, the fix of BENCHMARKS.md's "What was found".
 # c10- before a name: the same run of cifar10-lt-r100 on the JPEG copy of CIFAR-10 (issue
 # 19's optional row; the paper's 84.3 is on the original pixels, which the JPEG copy's
 # few points of loss and other long-tailed subset keep from comparing directly).
-methods="la bcl bcl-workers bcl-s1 la-s1 bcl-workers-s1 c10-bcl"
-files="last.pt best.pt metrics.jsonl train.log config.yaml run.json summary.json"
+methods="la bcl-float bcl-workers bcl-float-s1 bcl la-s1 bcl-workers-s1 c10-bcl"
+files="COMMIT last.pt best.pt metrics.jsonl train.log config.yaml run.json summary.json"
 
-install() {
+commit_of() {  # the commit run $1 runs from: its own, else the one for new runs
+  cat "$runs/$1/COMMIT" 2>/dev/null || cat "$saved/$1/COMMIT" 2>/dev/null || echo "$commit"
+}
+
+install() {  # the pinned install of commit $1 under $home/src-<12 digits>
+  local src=$home/src-${1:0:12}
   [ -x "$src/.venv/bin/balcon" ] && return
-  echo "installing balcon at ${commit:0:12} into $src"
+  echo "installing balcon at ${1:0:12} into $src"
   rm -rf "$src"
   git clone -q "$repo" "$src"
-  git -C "$src" checkout -q "$commit"
+  git -C "$src" checkout -q "$1"
   python3 -m venv "$src/.venv"
   "$src/.venv/bin/pip" install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v '^WARNING: Location' || true
   "$src/.venv/bin/pip" install -q -e "$src" 2>&1 | grep -v '^WARNING: Location' || true
@@ -110,16 +120,21 @@ drive() {  # the background loop: each method in turn, continued until it finish
     # 35 s on the Xeon (BENCHMARKS.md). The seed-0 LA run started without it (the pinned
     # 0.5.1's default) and keeps its layout.
     read -r preset dir name <<< "$(run_of "$m")"
+    local pin
+    pin=$(commit_of "$m")
+    install "$pin"
+    mkdir -p "$runs/$m"
+    echo "$pin" > "$runs/$m/COMMIT"
     method=${name%%-*}
     seed=0
     case $name in *-s[0-9]*) seed=${name##*-s} ;; esac
     extra=""
     [ "$name" = la ] || extra="--set model.channels_last=true"
     case $name in *-workers*) extra="$extra --set data.pipeline=workers" ;; esac
-    echo "$(date -Is) $m: balcon train --continue ($preset, method $method, seed $seed) $extra"
+    echo "$(date -Is) $m: balcon ${pin:0:12} train --continue ($preset, method $method, seed $seed) $extra"
     status=0
     # shellcheck disable=SC2086
-    "$src/.venv/bin/balcon" train --preset "$preset" --data-dir "$dir" \
+    "$home/src-${pin:0:12}/.venv/bin/balcon" train --preset "$preset" --data-dir "$dir" \
       --out "$runs/$m" --continue --set loss.method="$method" --set train.seed="$seed" \
       --set train.precision=off --set train.eval_every=10 \
       --set train.checkpoint_minutes=10 $extra || status=$?
@@ -157,15 +172,14 @@ save() {  # copy each run's state (paused while copying: files that agree), then
   if git -C "$repo" diff --cached --quiet -- "$saved"; then
     echo "saved copies unchanged:$changed"
   else
-    git -C "$repo" commit -q -m "cpu-200ep: save${changed%,} (balcon ${commit:0:12})" \
-      -- "$saved"
+    git -C "$repo" commit -q -m "cpu-200ep: save${changed%,}" -- "$saved"
     echo "committed:$changed"
   fi
 }
 
 status() {
   local pid
-  echo "pinned commit ${commit:0:12}; install $src; runs $runs"
+  echo "new runs pinned at ${commit:0:12}; installs $home/src-*; runs $runs"
   if pid=$(driver_pid); then
     state=$(ps -o stat= -p "$pid" | cut -c1)
     echo "running (process group $pid$([ "$state" = T ] && echo ', paused'))"
@@ -176,7 +190,7 @@ status() {
     local here="none" log=""
     [ -x "$py" ] && here=$(epoch_of "$runs/$m/last.pt")
     finished "$runs/$m" && here="$here, finished"
-    echo "$m: here $here; saved $( [ -x "$py" ] && epoch_of "$saved/$m/last.pt" || echo '?')"
+    echo "$m ($(commit_of "$m" | cut -c1-12)): here $here; saved $( [ -x "$py" ] && epoch_of "$saved/$m/last.pt" || echo '?')"
     log=$runs/$m/train.log
     [ -f "$log" ] && tail -n 2 "$log" | sed 's/^/    /'
   done
@@ -212,7 +226,7 @@ page() {
 case "${1:-}" in
   start)
     if pid=$(driver_pid); then echo "already running (process group $pid)"; exit 0; fi
-    install
+    install "$commit"
     unpack
     record_machine
     mkdir -p "$runs"
