@@ -56,7 +56,11 @@ methods="la bcl-float bcl-workers bcl-float-s1 bcl la-s1 bcl-workers-s1 c10-bcl"
 files="COMMIT last.pt best.pt metrics.jsonl train.log config.yaml run.json summary.json"
 
 commit_of() {  # the commit run $1 runs from: its own, else the one for new runs
-  cat "$runs/$1/COMMIT" 2>/dev/null || cat "$saved/$1/COMMIT" 2>/dev/null || echo "$commit"
+  local c
+  c=$(cat "$runs/$1/COMMIT" 2>/dev/null || cat "$saved/$1/COMMIT" 2>/dev/null ||
+      echo "$commit")
+  [[ $c =~ ^[0-9a-f]{40}$ ]] || { echo "$1: COMMIT holds '$c', not a commit" >&2; exit 1; }
+  echo "$c"
 }
 
 install() {  # the pinned install of commit $1 under $home/src-<12 digits>
@@ -114,6 +118,11 @@ drive() {  # the background loop: each method in turn, continued until it finish
       echo "$(date -Is) $m: continuing from the saved copy ($(epoch_of "$saved/$m/last.pt"))"
       mkdir -p "$runs/$m"
       for f in $files; do [ -f "$saved/$m/$f" ] && cp -p "$saved/$m/$f" "$runs/$m/"; done
+      finished "$runs/$m" && continue
+    fi
+    if [ -f "$runs/$m/last.pt" ] && [ ! -f "$runs/$m/COMMIT" ]; then
+      echo "$(date -Is) $m: $runs/$m holds a run without its COMMIT; move it away" >&2
+      exit 1
     fi
     # channels_last (a memory layout, not the recipe; the GPU pair ran so): a BCL step
     # measured 2.8 s against 3.9-4.8 s in float32 on the Zen 4, an LA epoch 28 s against
@@ -235,7 +244,7 @@ case "${1:-}" in
     sleep 2
     echo "started (process group $(cat "$home/drive.pid")); log $home/drive.log"
     ;;
-  _drive) drive ;;
+  _drive) drive; exit ;;
   save) save ;;
   status) status ;;
   report) report ;;

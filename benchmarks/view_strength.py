@@ -72,6 +72,8 @@ def drop_from_device_views(without: str) -> None:
         return p
 
     device_views_module.sim_params = sim_params
+    if without == "hue":  # no 8-bit HSV round trip either, as ColorJitter(hue=0)
+        device_views_module.ops.adjust_hue = lambda levels, factor: levels
 
 
 def reference_views(images, indices: torch.Tensor, seed: int,  # noqa: ANN001, ANN201

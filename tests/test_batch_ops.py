@@ -4,8 +4,9 @@ Tolerances (grey levels of 255): the AutoAugment ops equal torchvision's tensor 
 exactly (AutoContrast within 1: v2 and v1 round differently) and its PIL ops within 1.
 The contrastive views' ops (resized crop, brightness, contrast, saturation, hue,
 grayscale) equal torchvision's PIL path exactly, 8-bit rounding included, on random and
-smooth images and every crop size; the blur equals it within 1 level on 1 pixel in
-10,000 (torchvision blurs a PIL image through its uint8 tensor path).
+smooth images, every crop size and image sizes from 8 to 100; the blur equals it within
+1 level on 1 pixel in 10,000 (torchvision blurs a PIL image through its uint8 tensor
+path).
 """
 
 from __future__ import annotations
@@ -130,6 +131,30 @@ def test_resized_crop_equals_pils():
     assert torch.equal(ours[0], MANY_LEVELS[0])  # the whole image is itself
 
 
+@pytest.mark.parametrize("size", [8, 28, 48, 100])
+def test_resized_crop_equals_pils_at_other_sizes(size: int):
+    """Sizes whose scale is not a power of two: PIL's fixed-point weights, not floats."""
+    rng = np.random.RandomState(size)
+    pixels = rng.randint(0, 256, (24, size, size, 3)).astype(np.uint8)
+    g = torch.Generator().manual_seed(size)
+    h, w = torch.randint(1, size + 1, (24,), generator=g), torch.randint(1, size + 1, (24,),
+                                                                       generator=g)
+    top = (torch.rand(24, generator=g) * (size + 1 - h)).long()
+    left = (torch.rand(24, generator=g) * (size + 1 - w)).long()
+    boxes = torch.stack([top, left, h, w], 1)
+    ours = ops.resized_crop(torch.from_numpy(pixels).permute(0, 3, 1, 2), boxes, size)
+    pil = torch.stack([TV.pil_to_tensor(TV.resized_crop(
+        Image.fromarray(a), *boxes[i].tolist(), [size, size], InterpolationMode.BILINEAR))
+        for i, a in enumerate(pixels)]).float()
+    assert torch.equal(ours, pil)
+
+
+def test_levels_to_unit_is_to_tensors_division():
+    every = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(ops.to_unit(every), TV.to_tensor(every.numpy()[:, None, None]).flatten())
+    assert torch.equal(ops.to_unit(every.float()), ops.to_unit(every))
+
+
 @pytest.mark.parametrize("name", ["brightness", "contrast", "saturation"])
 def test_colour_adjustments_equal_pils(name: str):
     factors = 0.6 + 0.8 * torch.rand(len(MANY), generator=DRAWS)
@@ -138,6 +163,8 @@ def test_colour_adjustments_equal_pils(name: str):
     ref_fn = getattr(TV, f"adjust_{name}")
     assert torch.equal(ours, pil_many(lambda im, i: ref_fn(im, float(factors[i]))))
     assert torch.equal(ours[0], MANY_LEVELS[0])  # factor 1 keeps the image
+    assert torch.equal(getattr(ops, f"adjust_{name}")(MANY_LEVELS.clone(), factors.double()),
+                       ours)  # float32 arithmetic, as PIL's, whatever the factors' dtype
 
 
 @pytest.mark.parametrize("low,high", [(-0.1, 0.1), (-0.5, 0.5)])

@@ -40,6 +40,7 @@ __all__ = [
     "adjust_contrast",
     "adjust_saturation",
     "adjust_hue",
+    "to_unit",
     "CIFAR10_POLICY",
     "autoaugment_magnitudes",
 ]
@@ -119,55 +120,77 @@ def cutout_mask(height: int, width: int, cy: Tensor, cx: Tensor, length: int) ->
 
 
 def _round_half_up(x: Tensor) -> Tensor:
-    """Nearest integer, halves up (PIL's fixed-point resampling, C's ``round`` for x >= 0)."""
+    """Nearest integer, halves up (C's ``round`` and ``int(x + 0.5)`` for x >= 0)."""
     return torch.floor(x + 0.5)
 
 
-def _axis_taps(start: Tensor, length: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Bilinear taps along one axis for each sample's crop ``[start, start + length)``
-    resized to ``size``: (B, size) indices of the two source pixels and the second's weight.
+def to_unit(levels: Tensor) -> Tensor:
+    """Grey levels (uint8, or float32 integers in [0, 255]) as float32 in [0, 1]: each
+    level is exactly ``ToTensor``'s ``level / 255``, on any device. (A table made on the
+    CPU: CUDA divides by a number as a multiplication by its reciprocal, which is 1 ulp
+    off for about half the levels.)"""
+    table = torch.arange(256, dtype=torch.float32).div_(255.0).to(levels.device)
+    return table[levels.long()]
 
-    Output pixel q's centre maps to ``start + (q + 0.5) * length / size - 0.5`` (half-pixel
-    centres), clamped to the crop: PIL's triangle filter over the crop's own pixels,
-    renormalised at its border, is exactly that for crops no larger than ``size``.
+
+#: PIL's fixed-point precision for 8-bit resampling (``PRECISION_BITS`` in Resample.c).
+_PRECISION = 22
+
+
+def _axis_taps(start: Tensor, length: Tensor, size: int) -> tuple[Tensor, ...]:
+    """PIL's bilinear taps along one axis for each sample's crop ``[start, start + length)``
+    resized to ``size`` (no larger than ``size``, so two taps): (B, size) indices of the
+    two source pixels and their fixed-point weights.
+
+    As PIL computes them: output pixel q's centre ``c = (q + 0.5) * length / size`` (in
+    float64, the crop's own coordinates), first tap ``int(c - 0.5)`` clipped at 0, the
+    second the next pixel if the crop has it; weights ``1 - |j + 0.5 - c|`` clipped at 0,
+    divided by their sum, scaled to ``2**22`` and rounded.
     """
-    q = torch.arange(size, device=start.device, dtype=torch.float32) + 0.5
-    first, last = start.float()[:, None], (start + length - 1).float()[:, None]
-    pos = torch.minimum(torch.maximum(first + q * (length.float() / size)[:, None] - 0.5,
-                                      first), last)
-    lo = pos.floor()
-    return lo.long(), torch.minimum(lo + 1, last).long(), pos - lo
+    d = torch.float64
+    span = length.to(d)[:, None]
+    centre = (torch.arange(size, device=start.device, dtype=d) + 0.5) * (span / size)
+    j0 = (centre - 0.5).trunc().clamp(min=0.0)
+    j1 = torch.minimum(j0 + 1.0, span - 1.0)
+    w0 = 1.0 - (j0 + 0.5 - centre).abs()
+    w1 = torch.where(j1 > j0, (1.0 - (j1 + 0.5 - centre).abs()).clamp(min=0.0), 0.0)
+    total = w0 + w1
+    k0, k1 = ((w / total * (1 << _PRECISION) + 0.5).floor().long() for w in (w0, w1))
+    first = start.long()[:, None]
+    return j0.long() + first, j1.long() + first, k0, k1
 
 
 def resized_crop(images: Tensor, boxes: Tensor, size: int) -> Tensor:
     """Crop each sample's box ``(top, left, height, width)`` (B, 4) of the uint8 batch and
     resize it to ``size`` x ``size``, bilinear, as PIL does in torchvision's
-    ``RandomResizedCrop``: a horizontal pass rounded to 8 bits, then a vertical pass
-    rounded again. Returns float32 grey levels (integers in [0, 255]); boxes no larger
-    than ``size`` (the views' case: the images are ``size`` already).
+    ``RandomResizedCrop``: a horizontal pass in PIL's fixed point, rounded to 8 bits, then
+    a vertical pass, rounded again. Returns float32 grey levels (integers in [0, 255]);
+    boxes no larger than ``size`` (the views' case: the images are ``size`` already).
     """
     top, left, box_h, box_w = boxes.unbind(1)
     batch, channels, height, _ = images.shape
-    x0, x1, wx = _axis_taps(left, box_w, size)
-    y0, y1, wy = _axis_taps(top, box_h, size)
-    levels = images.float()
+    x0, x1, kx0, kx1 = _axis_taps(left, box_w, size)
+    y0, y1, ky0, ky1 = _axis_taps(top, box_h, size)
+    levels, half = images.long(), 1 << (_PRECISION - 1)
 
     def along_x(index: Tensor) -> Tensor:
         return levels.gather(3, index[:, None, None, :].expand(batch, channels, height, size))
 
-    rows = _round_half_up(along_x(x0) + wx[:, None, None, :] * (along_x(x1) - along_x(x0)))
+    rows = ((half + along_x(x0) * kx0[:, None, None] + along_x(x1) * kx1[:, None, None])
+            >> _PRECISION).clamp_(0, 255)
 
     def along_y(index: Tensor) -> Tensor:
         return rows.gather(2, index[:, None, :, None].expand(batch, channels, size, size))
 
-    return _round_half_up(along_y(y0) + wy[:, None, :, None] * (along_y(y1) - along_y(y0)))
+    out = (half + along_y(y0) * ky0[:, None, :, None] + along_y(y1) * ky1[:, None, :, None])
+    return (out >> _PRECISION).clamp_(0, 255).float()
 
 
 def blend(image: Tensor, degenerate: Tensor, factor: Tensor) -> Tensor:
     """PIL's ``Image.blend(degenerate, image, factor)`` on grey levels, ``factor`` (B,) per
     sample: ``degenerate + factor * (image - degenerate)`` in float32, clipped to
     [0, 255] and truncated to an integer (ImageEnhance's brightness, contrast, colour)."""
-    f = factor[:, None, None, None]
+    f = factor.float()[:, None, None, None]
     return (degenerate + f * (image - degenerate)).clamp_(0.0, 255.0).floor_()
 
 

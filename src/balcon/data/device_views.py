@@ -12,8 +12,9 @@ with the same recipe as the per-image ``workers`` views (:mod:`balcon.data.views
   fallback), flip, ColorJitter(0.4, 0.4, 0.4, 0.1) with p = 0.8 (per-sample factors and
   order), grayscale p = 0.2, optional blur, normalise; each step on 8-bit grey levels,
   rounded as PIL rounds them, so that at the same parameters a view equals torchvision's
-  PIL transforms' pixel for pixel (before 0.9 these views kept floats: a model trained
-  200 epochs on them told them from PIL's; BENCHMARKS.md).
+  PIL transforms' bit for bit (the blur, off in the recipe, within one grey level). Before
+  0.9 these views kept floats, and a model trained 200 epochs on them told them from
+  PIL's (BENCHMARKS.md).
 
 Randomness is per sample and keyed by (seed, epoch, sample index), as in the per-image
 pipeline, through a counter-based hash (integer arithmetic, the same bits on CPU and
@@ -186,7 +187,7 @@ class DeviceViews:
                 if c >= 0:
                     chosen = (p["ops"][:, slot] == c).nonzero().squeeze(1)
                     x[chosen] = ops.autoaugment_op(x[chosen], *combos[c])
-        x = x.float().div_(255.0)
+        x = ops.to_unit(x)
         hole = ops.cutout_mask(size, size, p["cy"], p["cx"], CUTOUT)
         if self.data.cutout_fill == "black":  # cut, then normalise: the hole is black
             return self._normalize(x.masked_fill(hole, 0.0))
@@ -204,7 +205,7 @@ class DeviceViews:
         if self.data.sim_blur_prob > 0:
             blurred = ops.gaussian_blur(x, max(3, (size // 10) | 1), p["sigma"])
             x = torch.where(p["blur"][:, None, None, None], blurred, x)
-        return self._normalize(x.div_(255.0))
+        return self._normalize(ops.to_unit(x))
 
 
 #: Cutout's hole side, in pixels (the recipe's 16 at 32 px).
