@@ -27,8 +27,9 @@
 # The runs use pinned installs: each run its own clone of this repository at one commit,
 # with its own venv, under $BALCON_200EP_HOME (default: ../balcon-200ep beside this
 # repository), so later changes to main do not change a run halfway. A run's commit is in
-# its COMMIT file (saved with it); a run that has none yet takes
-# benchmarks/results/cpu-200ep/COMMIT when it starts. On a new machine `start` rebuilds the
+# <run>.COMMIT beside its folder (balcon starts a run only in an empty folder), saved as
+# <run>/COMMIT; a run that has none yet takes benchmarks/results/cpu-200ep/COMMIT when it
+# starts. On a new machine `start` rebuilds the
 # installs, unpacks the data from $BALCON_SHARED/data/cifar100-lossless.tar.gz (default
 # ../shared) and continues each run from its saved copy. Within one machine a continued
 # run is bit-exact (BENCHMARKS.md).
@@ -53,12 +54,12 @@ runs=$home/runs
 # 19's optional row; the paper's 84.3 is on the original pixels, which the JPEG copy's
 # few points of loss and other long-tailed subset keep from comparing directly).
 methods="la bcl-float bcl-workers bcl-float-s1 bcl la-s1 bcl-workers-s1 c10-bcl"
-files="COMMIT last.pt best.pt metrics.jsonl train.log config.yaml run.json summary.json"
+files="last.pt best.pt metrics.jsonl train.log config.yaml run.json summary.json"
 
 commit_of() {  # the commit run $1 runs from: its own, else the one for new runs
   local c
-  c=$(cat "$runs/$1/COMMIT" 2>/dev/null || cat "$saved/$1/COMMIT" 2>/dev/null ||
-      echo "$commit")
+  c=$(cat "$runs/$1.COMMIT" 2>/dev/null || cat "$saved/$1/COMMIT" 2>/dev/null ||
+      cat "$saved/COMMIT")
   [[ $c =~ ^[0-9a-f]{40}$ ]] || { echo "$1: COMMIT holds '$c', not a commit" >&2; exit 1; }
   echo "$c"
 }
@@ -118,10 +119,11 @@ drive() {  # the background loop: each method in turn, continued until it finish
       echo "$(date -Is) $m: continuing from the saved copy ($(epoch_of "$saved/$m/last.pt"))"
       mkdir -p "$runs/$m"
       for f in $files; do [ -f "$saved/$m/$f" ] && cp -p "$saved/$m/$f" "$runs/$m/"; done
+      [ -f "$saved/$m/COMMIT" ] && cp -p "$saved/$m/COMMIT" "$runs/$m.COMMIT"
       finished "$runs/$m" && continue
     fi
-    if [ -f "$runs/$m/last.pt" ] && [ ! -f "$runs/$m/COMMIT" ]; then
-      echo "$(date -Is) $m: $runs/$m holds a run without its COMMIT; move it away" >&2
+    if [ -f "$runs/$m/last.pt" ] && [ ! -f "$runs/$m.COMMIT" ]; then
+      echo "$(date -Is) $m: $runs/$m holds a run without $m.COMMIT; move it away" >&2
       exit 1
     fi
     # channels_last (a memory layout, not the recipe; the GPU pair ran so): a BCL step
@@ -132,8 +134,7 @@ drive() {  # the background loop: each method in turn, continued until it finish
     local pin
     pin=$(commit_of "$m")
     install "$pin"
-    mkdir -p "$runs/$m"
-    echo "$pin" > "$runs/$m/COMMIT"
+    echo "$pin" > "$runs/$m.COMMIT"
     method=${name%%-*}
     seed=0
     case $name in *-s[0-9]*) seed=${name##*-s} ;; esac
@@ -173,6 +174,7 @@ save() {  # copy each run's state (paused while copying: files that agree), then
     [ -f "$runs/$m/last.pt" ] || continue
     mkdir -p "$saved/$m"
     for f in $files; do [ -f "$runs/$m/$f" ] && cp -p "$runs/$m/$f" "$saved/$m/"; done
+    [ -f "$runs/$m.COMMIT" ] && cp -p "$runs/$m.COMMIT" "$saved/$m/COMMIT"
     changed="$changed $m $(epoch_of "$saved/$m/last.pt"),"
   done
   [ -n "$pid" ] && kill -CONT -- "-$pid"
