@@ -29,10 +29,9 @@
 # repository), so later changes to main do not change a run halfway. A run's commit is in
 # <run>.COMMIT beside its folder (balcon starts a run only in an empty folder), saved as
 # <run>/COMMIT; a run that has none yet takes benchmarks/results/cpu-200ep/COMMIT when it
-# starts. On a new machine `start` rebuilds the
-# installs, unpacks the data from $BALCON_SHARED/data/cifar100-lossless.tar.gz (default
-# ../shared) and continues each run from its saved copy. Within one machine a continued
-# run is bit-exact (BENCHMARKS.md).
+# starts. On a new machine `start` rebuilds the installs, unpacks the data from
+# $BALCON_SHARED/data/cifar100-lossless.tar.gz (default ../shared) and continues each run
+# from its saved copy. Within one machine a continued run is bit-exact (BENCHMARKS.md).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 saved=$repo/benchmarks/results/cpu-200ep

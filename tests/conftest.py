@@ -112,6 +112,16 @@ def pytest_unconfigure(config) -> None:
     faulthandler.dump_traceback_later(2 * EXIT_LIMIT_S, exit=True)  # a hang past Python's reach
 
 
+def noise_and_walks(n: int, seed: int, size: int = 32) -> np.ndarray:
+    """(2n, size, size, 3) uint8 images to hold the views' ops against PIL: n of uniform
+    noise (every hue, ties at the HSV sector edges) and n of random walks along the rows
+    (smooth, as photographs are)."""
+    rng = np.random.RandomState(seed)
+    noise = rng.randint(0, 256, (n, size, size, 3))
+    walks = np.clip(np.cumsum(rng.randint(-20, 21, (n, size, size, 3)), axis=2) + 128, 0, 255)
+    return np.concatenate([noise, walks]).astype(np.uint8)
+
+
 def _write_pickle(path: Path, obj: object) -> None:
     with open(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import noise_and_walks
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TV
@@ -41,11 +42,6 @@ def levels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Absolute differences in grey levels (uint8 or [0, 1] floats)."""
     scale = 1.0 if a.dtype == torch.uint8 else 255.0
     return (a.float() - b.float()).abs() * scale
-
-
-def pil_each(fn) -> torch.Tensor:
-    """``fn`` on each image as PIL, back as a [0, 1] float batch."""
-    return torch.stack([TV.to_tensor(fn(Image.fromarray(a), i)) for i, a in enumerate(PIXELS)])
 
 
 SPACE = ops.autoaugment_magnitudes(32, 32)
@@ -95,16 +91,7 @@ def test_padded_crop_flip_and_cutout_equal_torchvisions():
         assert torch.equal(mask[b, 0], ref[0] == 0)
 
 
-def random_images(n: int = 48) -> np.ndarray:
-    """(2n, 32, 32, 3) uint8: n of uniform noise (every hue, ties at the HSV sector edges)
-    and n of random walks along the rows (smooth, as photographs are)."""
-    rng = np.random.RandomState(1)
-    noise = rng.randint(0, 256, (n, 32, 32, 3))
-    walks = np.clip(np.cumsum(rng.randint(-20, 21, (n, 32, 32, 3)), axis=2) + 128, 0, 255)
-    return np.concatenate([noise, walks]).astype(np.uint8)
-
-
-MANY = random_images()
+MANY = noise_and_walks(48, seed=1)
 MANY_LEVELS = torch.from_numpy(MANY).permute(0, 3, 1, 2).float()
 DRAWS = torch.Generator().manual_seed(2)
 
@@ -134,8 +121,7 @@ def test_resized_crop_equals_pils():
 @pytest.mark.parametrize("size", [8, 28, 48, 100])
 def test_resized_crop_equals_pils_at_other_sizes(size: int):
     """Sizes whose scale is not a power of two: PIL's fixed-point weights, not floats."""
-    rng = np.random.RandomState(size)
-    pixels = rng.randint(0, 256, (24, size, size, 3)).astype(np.uint8)
+    pixels = noise_and_walks(12, seed=size, size=size)
     g = torch.Generator().manual_seed(size)
     h, w = torch.randint(1, size + 1, (24,), generator=g), torch.randint(1, size + 1, (24,),
                                                                        generator=g)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import noise_and_walks
 from scipy import stats
 from torchvision import transforms as T
 
@@ -234,11 +235,8 @@ def test_contrastive_views_equal_torchvisions_pil_transforms_pixel_for_pixel():
 
     from balcon.data import ImageSet
 
-    rng = np.random.RandomState(0)
-    n = 96
-    noise = rng.randint(0, 256, (n // 2, 32, 32, 3))
-    walks = np.clip(np.cumsum(rng.randint(-20, 21, (n // 2, 32, 32, 3)), axis=2) + 128, 0, 255)
-    pixels = np.concatenate([noise, walks]).astype(np.uint8)
+    pixels = noise_and_walks(48, seed=0)
+    n = len(pixels)
     data = DataConfig()
     views = DeviceViews(ImageSet(labels=np.zeros(n, dtype=np.int64), class_names=["a"],
                                  pixels=pixels), data, 3, seed=0, device=torch.device("cpu"))

@@ -160,6 +160,21 @@ def _axis_taps(start: Tensor, length: Tensor, size: int) -> tuple[Tensor, ...]:
     return j0.long() + first, j1.long() + first, k0, k1
 
 
+def _resample_pass(levels: Tensor, dim: int, taps: tuple[Tensor, ...]) -> Tensor:
+    """One of PIL's resampling passes over int64 grey levels (B, C, H, W) along ``dim``
+    (3: each row's pixels, 2: each column's) with :func:`_axis_taps`' taps, rounded and
+    clipped to 8 bits as PIL's fixed point does."""
+    i0, i1, k0, k1 = (t[:, None, None, :] if dim == 3 else t[:, None, :, None] for t in taps)
+    shape = list(levels.shape)
+    shape[dim] = i0.shape[dim]
+
+    def tap(index: Tensor) -> Tensor:
+        return levels.gather(dim, index.expand(shape))
+
+    summed = (1 << (_PRECISION - 1)) + tap(i0) * k0 + tap(i1) * k1
+    return (summed >> _PRECISION).clamp_(0, 255)
+
+
 def resized_crop(images: Tensor, boxes: Tensor, size: int) -> Tensor:
     """Crop each sample's box ``(top, left, height, width)`` (B, 4) of the uint8 batch and
     resize it to ``size`` x ``size``, bilinear, as PIL does in torchvision's
@@ -168,22 +183,8 @@ def resized_crop(images: Tensor, boxes: Tensor, size: int) -> Tensor:
     boxes no larger than ``size`` (the views' case: the images are ``size`` already).
     """
     top, left, box_h, box_w = boxes.unbind(1)
-    batch, channels, height, _ = images.shape
-    x0, x1, kx0, kx1 = _axis_taps(left, box_w, size)
-    y0, y1, ky0, ky1 = _axis_taps(top, box_h, size)
-    levels, half = images.long(), 1 << (_PRECISION - 1)
-
-    def along_x(index: Tensor) -> Tensor:
-        return levels.gather(3, index[:, None, None, :].expand(batch, channels, height, size))
-
-    rows = ((half + along_x(x0) * kx0[:, None, None] + along_x(x1) * kx1[:, None, None])
-            >> _PRECISION).clamp_(0, 255)
-
-    def along_y(index: Tensor) -> Tensor:
-        return rows.gather(2, index[:, None, :, None].expand(batch, channels, size, size))
-
-    out = (half + along_y(y0) * ky0[:, None, :, None] + along_y(y1) * ky1[:, None, :, None])
-    return (out >> _PRECISION).clamp_(0, 255).float()
+    rows = _resample_pass(images.long(), 3, _axis_taps(left, box_w, size))
+    return _resample_pass(rows, 2, _axis_taps(top, box_h, size)).float()
 
 
 def blend(image: Tensor, degenerate: Tensor, factor: Tensor) -> Tensor:
