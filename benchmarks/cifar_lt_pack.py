@@ -54,8 +54,8 @@ def _selected_sets(data_dir: Path, preset: str):
 
 def pack(data_dir: Path, out: Path, preset: str) -> None:
     from balcon.config import load_preset
+    from balcon.data.cifar import load_cifar
     from balcon.data.longtail import longtail_counts, longtail_indices
-    from balcon.data.sources import load_cifar
 
     data = load_preset(preset).data
     full_train, test = load_cifar(data_dir, data.dataset)

@@ -8,6 +8,7 @@ from balcon.data.build import (
     make_train_dataset,
     train_views,
 )
+from balcon.data.cifar import load_cifar
 from balcon.data.datasets import (
     EpochSampler,
     EvalDataset,
@@ -25,7 +26,6 @@ from balcon.data.longtail import (
 from balcon.data.sources import (
     ImageSet,
     find_images,
-    load_cifar,
     load_digits,
     load_folder_splits,
     load_image_folder,

@@ -8,12 +8,11 @@ from pathlib import Path
 from torchvision import transforms as T
 
 from balcon.config import DataConfig
+from balcon.data.cifar import CIFAR_FOLDERS, load_cifar
 from balcon.data.datasets import EvalDataset, MultiViewDataset
 from balcon.data.longtail import longtail_counts, longtail_indices
 from balcon.data.sources import (
-    CIFAR_FOLDERS,
     ImageSet,
-    load_cifar,
     load_digits,
     load_folder_splits,
     unused_folders,
