@@ -18,9 +18,11 @@ from balcon.errors import BalconError
 def run_error(capsys, args: list[str]) -> str:
     """Run ``balcon args``; assert exit status 2 and a one-line message; return it."""
     assert main(args) == 2
-    err = capsys.readouterr().err.strip()
+    out, err = capsys.readouterr()
+    err = err.strip()
     assert err.startswith("balcon: error: ")
     assert "\n" not in err and "Traceback" not in err
+    assert err.removeprefix("balcon: error: ") not in out  # said once (train.log has it too)
     return err
 
 
@@ -66,13 +68,36 @@ def test_missing_data_folder(capsys, tmp_path: Path):
     err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(missing),
                              "--out", str(tmp_path / "run")])
     assert str(missing) in err and "--download" in err
-    # the config is written first (a run directory can always be resumed); a run that
-    # never trained leaves its directory free for the corrected command
-    names = {p.name for p in (tmp_path / "run").iterdir()}
-    assert names <= {"config.yaml", "run.json", "train.log", ".lock"}
-    err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir", str(missing),
-                             "--out", str(tmp_path / "run")])
-    assert "not empty" not in err
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
+    assert main(["train", "--preset", "cifar10-lt-r100", "--data-dir", str(missing),
+                 "--epochs", "2"]) == 2
+    assert "note:" not in capsys.readouterr().out  # the short-BCL note only for a run that starts
+    err = run_error(capsys, ["train", "--preset", "imagefolder-r32", "--data-dir", str(missing),
+                             "--out", str(tmp_path / "run"), "--seeds", "0", "1"])
+    assert str(missing) in err and "--download" not in err
+    assert not (tmp_path / "run").exists()
+    # a folder that exists but holds no CIFAR: the config is written first (a run
+    # directory can always be resumed); a run that never trained leaves its directory
+    # free for the corrected command
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for _ in range(2):
+        err = run_error(capsys, ["train", "--preset", "cifar10-lt-r100", "--data-dir",
+                                 str(empty), "--out", str(tmp_path / "run")])
+        assert str(empty) in err and "not empty" not in err
+        names = {p.name for p in (tmp_path / "run").iterdir()}
+        assert names <= {"config.yaml", "run.json", "train.log", ".lock"}
+
+
+def test_unknown_encoder_is_refused_before_the_run_directory(capsys, tmp_path: Path):
+    for encoder, said in (("resnet7", "is unknown"), ("timm:no_such_model", "timm")):
+        err = run_error(capsys, ["train", "--preset", "digits-lt-demo", "--out",
+                                 str(tmp_path / "run"), "--set", f"model.encoder={encoder}"])
+        assert f"model.encoder '{encoder}'" in err and said in err
+    err = run_error(capsys, ["train", "--preset", "digits-lt-demo", "--out", str(tmp_path / "run"),
+                             "--set", "model.encoder=resnet50", "--set", "model.shortcut=B"])
+    assert "model.shortcut" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_override_key_and_value(capsys, tmp_path: Path):
@@ -269,6 +294,15 @@ def test_usage_errors_are_one_line_with_exit_status_2(capsys, args: list[str]):
         main(args)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and "--help)" in err, err
+
+
+def test_an_argument_a_command_lacks_points_at_its_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--set", "train.epochs=3"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err == ("balcon: error: unrecognized arguments: --set train.epochs=3 "
+                   "(see balcon demo --help)\n")
 
 
 def test_data_dir_is_refused_for_the_bundled_digits(capsys, tmp_path: Path):

@@ -395,6 +395,39 @@ def test_predict_new_images(finished_run: Path, tmp_path: Path, capsys):
     assert [float(p) for _, p in gray] == pytest.approx(probs.tolist(), abs=1e-4)
 
 
+def test_predict_stops_at_an_unreadable_image_or_skips_it(finished_run: Path, tmp_path: Path,
+                                                          capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (60 * i, 90, 200)).save(folder / f"img{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    out = tmp_path / "p.csv"
+    args = ["predict", "--checkpoint", str(finished_run / "best.pt"), str(folder), "--out",
+            str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "broken.jpg" in err and "--skip-unreadable" in err and "\n" not in err
+    assert not out.exists()
+    assert main([*args, "--skip-unreadable"]) == 0
+    printed, err = capsys.readouterr()
+    assert printed.startswith("3 images (1 unreadable left out); predicted classes:")
+    assert err.startswith(f"skipped {folder / 'broken.jpg'}: ")
+    rows = list(csv.DictReader(out.open()))
+    assert [Path(r["source"]).name for r in rows] == ["img0.png", "img1.png", "img2.png"]
+    from balcon.runs import predict_images
+
+    whole = predict_images(finished_run / "best.pt", [folder / f"img{i}.png" for i in range(3)])
+    assert torch.equal(predict_images(finished_run / "best.pt", [folder],
+                                      skip_unreadable=True).logits, whole.logits)
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "x.png").write_bytes(b"nothing")
+    assert main(["predict", "--checkpoint", str(finished_run / "best.pt"), str(only_bad),
+                 "--skip-unreadable", "--out", str(out)]) == 2
+    assert "none of the 1 images can be read" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
 def test_cuda_device_without_cuda(finished_run: Path, capsys):
     assert main(["eval", "--checkpoint", str(finished_run / "best.pt"), "--device",

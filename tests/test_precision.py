@@ -103,8 +103,8 @@ def precision_lines(run: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("native, expected", [
-    ("0", "off (auto: no native bf16 on this CPU)"),
-    ("1", "bf16 (auto: native bf16 on this CPU)"),
+    ("0", "off (auto: no native bf16 on this CPU, as BALCON_NATIVE_BF16=0 says)"),
+    ("1", "bf16 (auto: native bf16 on this CPU, as BALCON_NATIVE_BF16=1 says)"),
 ])
 def test_a_run_records_what_auto_chose(monkeypatch, tmp_path: Path, cifar10_shared_root: Path,
                                        float32_arithmetic, native, expected):
@@ -147,7 +147,8 @@ def test_resume_keeps_the_runs_precision_on_another_cpu(monkeypatch, tmp_path: P
     resume(run)
     resumed = [line for line in precision_lines(run) if "resuming" in line]
     assert resumed and resumed[0].endswith(
-        "precision: bf16 (as the run started: auto: native bf16 on this CPU)")
+        "precision: bf16 (as the run started: auto: native bf16 on this CPU, as "
+        "BALCON_NATIVE_BF16=1 says)")
     assert any("emulated" in line for line in precision_lines(run))
     assert load_checkpoint(run / "last.pt")["precision"] == "bf16"
     assert json.loads((run / "summary.json").read_text())["precision"] == "bf16"

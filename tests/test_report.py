@@ -26,6 +26,16 @@ from balcon.runs.tensorboard import EpochBoard
 # ---------------------------------------------------------------- the numbers, by formula
 
 
+def test_per_class_table_lines_up_whatever_the_names():
+    from balcon.report import format_per_class
+
+    for names in (["0", "1", "2"], ["airplane", "cat", "a-long-class-name"]):
+        table = format_per_class([100.0, 50.0, None], names, [5, 128, 13]).splitlines()
+        assert table[0].split() == ["class", "train", "acc"]
+        assert [line.split()[0] for line in table[1:]] == [names[1], names[2], names[0]]
+        assert len({len(line) for line in table}) == 1  # every column ends where its title does
+
+
 def test_confusion_matrix_and_top_pairs_against_a_loop():
     rng = np.random.default_rng(0)
     labels, preds = rng.integers(0, 6, 500), rng.integers(0, 6, 500)
@@ -458,6 +468,8 @@ def test_runs_named_twice_count_once_and_unready_seeds_are_left_out(
         (seeds / "seed1" / name).unlink()  # begun, no checkpoint yet
     assert main(["report", str(seeds), "--out", str(out)]) == 0
     assert f"left out {seeds / 'seed1'}" in capsys.readouterr().out
+    assert main(["report", str(seeds)]) == 0  # no --out: the page in the --seeds folder
+    assert f"wrote {seeds / 'report.html'}" in capsys.readouterr().out
     assert main(["report", str(seeds_dir), "--out", str(tmp_path / "new" / "x.html")]) == 0
     assert (tmp_path / "new" / "x.html").is_file()  # a missing folder is made
     best = seeds / "seed0" / "best.pt"

@@ -46,6 +46,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:
+        """As argparse's, but an argument no command takes points at that command's help
+        (``balcon demo --set ...``: see ``balcon demo --help``)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            where = f"{self.prog} {command}" if command else self.prog
+            self.exit(2, f"{self.prog}: error: unrecognized arguments: {' '.join(extra)} "
+                         f"(see {where} --help)\n")
+        return parsed
+
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
@@ -110,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     pd.add_argument("--out", help="CSV (or folder) to write (default: "
                     "<checkpoint>-predictions.csv beside the checkpoint)")
     pd.add_argument("--top-k", type=int, default=5, help="classes listed per image (default 5)")
+    pd.add_argument("--skip-unreadable", action="store_true", help="leave out images that "
+                    "cannot be read (each named on stderr) instead of stopping at the first")
     _common(pd)
 
     de = sub.add_parser("demo", help="train on long-tailed bundled digits (no download)")
@@ -124,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("runs", nargs="+", metavar="RUN_DIR",
                     help="run directories (a --seeds folder stands for its runs)")
     rp.add_argument("--out", metavar="FILE.html", help="page (or folder) to write (default: "
-                    "report.html in the run, or in the current folder for several runs)")
+                    "report.html in the run or --seeds folder, else in the current folder)")
     rp.add_argument("--checkpoint", choices=["best", "last"], default="best",
                     help="checkpoint of each run to analyse (default best)")
     rp.add_argument("--data-dir", help="data folder (default: each run's own; for data "
@@ -242,11 +255,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     ckpt = Path(args.checkpoint)
     default = ckpt.with_name(ckpt.stem + "-predictions.csv")
     out = check_output(args.out or default, "--out", (".csv",), [ckpt], default.name)
-    predictions = predict_images(args.checkpoint, args.images, device=args.device)
+    predictions = predict_images(args.checkpoint, args.images, device=args.device,
+                                 skip_unreadable=args.skip_unreadable)
+    for source, reason in predictions.skipped:
+        print(f"skipped {source}: {reason}", file=sys.stderr)
     write_image_predictions(predictions, out, top_k=args.top_k)
     counts = Counter(predictions.logits.argmax(1).tolist())
     names = predictions.class_names
-    print(f"{len(predictions.sources)} images; predicted classes: " + ", ".join(
+    left_out = f" ({len(predictions.skipped)} unreadable left out)" if predictions.skipped else ""
+    print(f"{len(predictions.sources)} images{left_out}; predicted classes: " + ", ".join(
         f"{names[c]} {n}" for c, n in counts.most_common(10))
         + (", ..." if len(counts) > 10 else ""))
     print(f"wrote {out}")

@@ -32,16 +32,24 @@ def _run_dir(out: str | None, name: str) -> Path:
     return broadcast_object(Path(out) if out else Path("runs") / f"{name}-{timestamp}")
 
 
-def _config_for(args: argparse.Namespace) -> Config:
+def _config_for(args: argparse.Namespace) -> tuple[Config, str | None]:
+    """The run's config, and the note a short BCL schedule gets (see :func:`_start_note`)."""
     cfg = load_preset(args.preset) if args.preset else load_config_file(args.config)
     planned = cfg.train.epochs
     if args.epochs is not None:
         cfg = compress_schedule(cfg, args.epochs)
     cfg = apply_overrides(cfg, args.overrides)
-    note = short_schedule_note(planned, cfg)
+    return cfg, short_schedule_note(planned, cfg)
+
+
+def _start_note(cfg: Config, args: argparse.Namespace, note: str | None) -> None:
+    """Before a new run (or --seeds folder) is made: its checks, then ``note``, so a
+    refused command prints its error alone."""
+    from balcon.runs import check_new_run
+
+    check_new_run(cfg, args.data_dir, args.download)
     if note and is_main_process():
         print(note, flush=True)
-    return cfg
 
 
 def short_schedule_note(planned_epochs: int, cfg: Config) -> str | None:
@@ -92,12 +100,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = resume(args.resume, data_dir=args.data_dir, device=args.device,
                         download=args.download)
     else:
-        cfg = _config_for(args)
+        cfg, note = _config_for(args)
         out = _run_dir(args.out, cfg.name)
         if args.continue_ and on_main(_holds_run_of, out, cfg):
             result = resume(out, data_dir=args.data_dir, device=args.device,
                             download=args.download)
         else:
+            _start_note(cfg, args, note)
             result = fit(cfg, args.data_dir, out, device=args.device, download=args.download)
     if result.already_finished and ctx.is_main:
         print(f"{result.run_dir} already finished its {result.summary.get('epochs_run', '')} "
@@ -119,7 +128,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
         results = resume_seeds(out, data_dir=args.data_dir, device=args.device,
                                download=args.download)
     else:
-        cfg = _config_for(args)
+        cfg, note = _config_for(args)
         if any(o.strip().startswith("train.seed=") for o in args.overrides):
             raise BalconError("--seeds sets train.seed of each run; drop --set train.seed")
         out = _run_dir(args.out, cfg.name)
@@ -132,6 +141,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
             results = resume_seeds(out, data_dir=args.data_dir, device=args.device,
                                    download=args.download)
         else:
+            _start_note(cfg, args, note)
             results = fit_seeds(cfg, args.data_dir, out, args.seeds, device=args.device,
                                 download=args.download)
     if is_main_process():

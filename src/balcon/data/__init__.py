@@ -2,6 +2,7 @@
 
 from balcon.data.build import (
     DataSplits,
+    check_data_dir,
     data_dir_for,
     load_image_sets,
     make_eval_dataset,
@@ -53,6 +54,7 @@ __all__ = [
     "EvalDataset",
     "FeatureDataset",
     "ImageSet",
+    "check_data_dir",
     "data_dir_for",
     "find_images",
     "MultiViewDataset",

@@ -24,6 +24,7 @@ from balcon.errors import BalconError
 
 __all__ = [
     "DataSplits",
+    "check_data_dir",
     "data_dir_for",
     "load_image_sets",
     "make_eval_dataset",
@@ -108,6 +109,26 @@ def data_dir_for(data: DataConfig, given: str | Path | None,
     return given if given is not None else stored
 
 
+def check_data_dir(data: DataConfig, data_dir: str | Path | None,
+                   download: bool = False) -> None:
+    """Refuse, before a run writes anything, a data folder that cannot hold its images:
+    none given, or one that does not exist (a CIFAR folder that ``download`` makes is
+    fine). What is inside is checked when the images are read."""
+    if data.dataset == "digits" or (download and data.dataset in CIFAR_FOLDERS):
+        return
+    if data_dir is None:
+        raise BalconError(NO_DATA_DIR)
+    if not Path(data_dir).is_dir():
+        fetch = (" (or add --download: torchvision fetches CIFAR into it)"
+                 if data.dataset in CIFAR_FOLDERS else "")
+        raise BalconError(f"data folder {data_dir} does not exist; check --data-dir{fetch}")
+
+
+#: The error of a run that reads a folder and was given none.
+NO_DATA_DIR = ("no --data-dir: this run reads its images from a folder; give it with "
+               "--data-dir DIR")
+
+
 def _load_image_sets(
     data: DataConfig, data_dir: str | Path | None, download: bool = False
 ) -> DataSplits:
@@ -121,8 +142,7 @@ def _load_image_sets(
         train, test = load_digits(size=data.image_size)
         splits = DataSplits(train, test=test)
     elif data_dir is None:
-        raise BalconError("no --data-dir: this run reads its images from a folder; give it "
-                          "with --data-dir DIR")
+        raise BalconError(NO_DATA_DIR)
     elif data.dataset in CIFAR_FOLDERS:
         train, test = load_cifar(data_dir, data.dataset, download=download)
         splits = DataSplits(train, test=test)

@@ -118,8 +118,8 @@ class ImageSet:
         except UNREADABLE as err:
             raise BalconError(
                 f"cannot read image {self.paths[index]} ({type(err).__name__}: {err}); "
-                "replace or remove the file (training skips such files with --set "
-                "data.on_bad_image=skip)"
+                "replace or remove the file (balcon train skips such files with --set "
+                "data.on_bad_image=skip, balcon predict with --skip-unreadable)"
             ) from None
 
     def _read(self, index: int) -> Image.Image:

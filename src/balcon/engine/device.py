@@ -89,9 +89,12 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
             return "bf16", f"auto: bf16 on this GPU (compute capability {major}.{minor})"
         return "fp16", (f"auto: no bf16 on this GPU (compute capability {major}.{minor}), "
                         "fp16 with a gradient scaler")
-    if cpu_has_native_bf16():
-        return "bf16", "auto: native bf16 on this CPU"
-    return "off", "auto: no native bf16 on this CPU"
+    native = cpu_has_native_bf16()
+    override = os.environ.get(NATIVE_BF16_ENV)
+    said = f", as {NATIVE_BF16_ENV}={override} says" if override is not None else ""
+    if native:
+        return "bf16", f"auto: native bf16 on this CPU{said}"
+    return "off", f"auto: no native bf16 on this CPU{said}"
 
 
 def run_precision(state: dict | None, configured: str,

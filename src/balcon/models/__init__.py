@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import torch
 from torch import nn
 
 from balcon.config import ModelConfig
@@ -18,6 +19,7 @@ __all__ = [
     "CifarResNet",
     "CosineClassifier",
     "build_encoder",
+    "check_encoder",
     "build_model",
     "load_pretrained",
     "mlp_head",
@@ -101,6 +103,14 @@ def build_encoder(name: str, shortcut: str = ModelConfig.shortcut,
                 return timm.create_model(name[5:], pretrained=False, num_classes=0)
         except RuntimeError as err:
             raise BalconError(f"model.encoder {name!r}: {err}; see timm.list_models()") from None
+
+
+def check_encoder(cfg: ModelConfig) -> None:
+    """Refuse ``cfg``'s encoder (its name, shortcut and init) as :func:`build_encoder`
+    would, before a run writes anything: the encoder is built on the meta device, which
+    allocates no weights."""
+    with torch.device("meta"):
+        build_encoder(cfg.encoder, shortcut=cfg.shortcut, conv_init=cfg.conv_init)
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> BCLModel:

@@ -16,13 +16,17 @@ from balcon.runs.files import check_output
 __all__ = ["analyse_runs", "build_report"]
 
 
-def _output(runs: Sequence[Run], out: str | Path | None) -> Path:
+def _output(paths: Sequence[str | Path], runs: Sequence[Run], out: str | Path | None
+            ) -> Path:
     """Where the page goes: ``--out`` (a folder gets ``report.html`` inside; a missing
-    folder is made when the page is written), else ``report.html`` in the single run, or
-    in the current folder for a comparison; checked before any pass is made."""
-    if out is None:
-        return runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")
-    return check_output(out, "--out", (".html", ".htm"), name="report.html")
+    folder is made when the page is written), else ``report.html`` in the single run or
+    the single ``--seeds`` folder named, or in the current folder for a comparison;
+    checked before any pass is made."""
+    if out is not None:
+        return check_output(out, "--out", (".html", ".htm"), name="report.html")
+    if len(paths) == 1:  # a run, or a --seeds folder (the page beside seeds.json)
+        return Path(paths[0]) / "report.html"
+    return runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")
 
 
 def _read_runs(paths: Sequence[str | Path], checkpoint: str,
@@ -75,7 +79,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
     line per run (its pass, computed or from the cache).
     """
     runs = _read_runs(paths, checkpoint, say)
-    target = _output(runs, out)
+    target = _output(paths, runs, out)
     analysed = analyse_runs(runs, data_dir, device, say)
     text = run_page(analysed[0]) if len(analysed) == 1 else \
         comparison_page(group_runs(runs), analysed)
@@ -84,7 +88,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
     except BalconError:
         if out is not None:
             raise
-        target = Path(f"{runs[0].path.name}-report.html")  # a run folder we may not write
+        target = Path(f"{target.parent.name}-report.html")  # a folder we may not write
         _write(target, text)
     return target
 

@@ -54,7 +54,7 @@ def format_per_class(
 ) -> str:
     """Per-class accuracy with each class's training count, largest class first."""
     order = sorted(range(len(class_names)), key=lambda c: -class_counts[c])
-    width = max(len(n) for n in class_names)
+    width = max(len("class"), *(len(n) for n in class_names))
     lines = [f"{'class'.ljust(width)}  {'train':>6}  {'acc':>6}"]
     for c in order:
         lines.append(f"{class_names[c].ljust(width)}  {class_counts[c]:>6}  "

@@ -7,12 +7,13 @@ through :class:`~balcon.runs.keeper.RunKeeper`.
 
 from balcon.runs.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from balcon.runs.inference import Predictions, evaluate_checkpoint, predict_images
-from balcon.runs.train import RunResult, fit, resume
+from balcon.runs.train import RunResult, check_new_run, fit, resume
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "Predictions",
     "RunResult",
+    "check_new_run",
     "evaluate_checkpoint",
     "fit",
     "load_checkpoint",

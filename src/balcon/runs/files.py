@@ -33,6 +33,7 @@ from balcon.runs.checkpoint import (
 __all__ = [
     "BEST",
     "CONFIG",
+    "FILE_ONLY",
     "LAST",
     "LOCK",
     "METRICS",
@@ -51,6 +52,10 @@ __all__ = [
     "read_json",
     "record_precision",
 ]
+
+#: ``extra=`` of a log record for ``train.log`` alone: a line the command also prints
+#: as its own error (``balcon: error: ...``) is not shown twice.
+FILE_ONLY = {"file_only": True}
 
 #: The files of a run directory (and of a multi-seed folder, ``SEEDS``).
 CONFIG, RUN_INFO, TRAIN_LOG, METRICS = "config.yaml", "run.json", "train.log", "metrics.jsonl"
@@ -125,7 +130,9 @@ class RunLog:
                 raise write_failure(run_dir / TRAIN_LOG, err) from None
             file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s",
                                                         "%Y-%m-%d %H:%M:%S"))
-            self.handlers = [file_handler, logging.StreamHandler(sys.stdout)]
+            console = logging.StreamHandler(sys.stdout)
+            console.addFilter(lambda record: not getattr(record, "file_only", False))
+            self.handlers = [file_handler, console]
         for h in self.handlers:
             LOG.addHandler(h)
         self.level, self.propagate = LOG.level, LOG.propagate

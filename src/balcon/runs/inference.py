@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class Predictions:
     labels: torch.Tensor
     sources: list[str]
     class_names: list[str]
+    #: ``(path, reason)`` of each image left out because it could not be read.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def model_for_inference(
@@ -115,16 +117,28 @@ def evaluate_checkpoint(
 
 
 def predict_images(
-    path: str | Path, inputs: list[str | Path], device: str | None = None
+    path: str | Path, inputs: list[str | Path], device: str | None = None,
+    skip_unreadable: bool = False,
 ) -> Predictions:
     """A checkpoint's logits for unlabelled images (files, or folders searched recursively).
 
-    The images get the run's test-time view. ``labels`` are all -1.
+    The images get the run's test-time view. ``labels`` are all -1. An image that cannot
+    be read stops the prediction, or with ``skip_unreadable`` is left out (every image is
+    decoded once beforehand) and listed in ``skipped``.
     """
     files = find_images(inputs)
     state, cfg, model, dev = model_for_inference(Path(path), device)
     names = state["class_names"]
     images = ImageSet(labels=np.full(len(files), -1, dtype=np.int64), class_names=names,
                       paths=files)
+    skipped = []
+    if skip_unreadable:
+        bad = images.unreadable()
+        if len(bad) == len(files):
+            raise BalconError(f"none of the {len(files)} images can be read (first: "
+                              f"{files[bad[0][0]]}, {bad[0][1]}); check the files")
+        skipped = [(files[i], reason) for i, reason in bad]
+        dropped = {i for i, _ in bad}
+        images = images.subset(np.array([i for i in range(len(files)) if i not in dropped]))
     logits, labels = checkpoint_logits(state, cfg, model, images, dev, "predict")
-    return Predictions(logits, labels, files, names)
+    return Predictions(logits, labels, images.paths, names, skipped)

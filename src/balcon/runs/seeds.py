@@ -20,7 +20,7 @@ from balcon.engine.distributed import init_distributed, on_main
 from balcon.errors import BalconError
 from balcon.runs.checkpoint import write_text_atomic
 from balcon.runs.files import CONFIG, SEEDS, data_folder
-from balcon.runs.train import RunResult, fit, resume
+from balcon.runs.train import RunResult, check_new_run, fit, resume
 
 __all__ = ["SEEDS", "fit_seeds", "read_seeds", "resume_seeds", "seed_dir"]
 
@@ -100,7 +100,7 @@ def fit_seeds(cfg: Config, data_dir: str | Path | None, out: str | Path, seeds: 
     seed with its result."""
     out = Path(out)
     _check_seeds(seeds)
-    data_dir = data_dir_for(cfg.data, data_dir)  # before anything is written
+    data_dir = check_new_run(cfg, data_dir, download)  # before anything is written
     init_distributed(device)
     on_main(_open_seeds_folder, cfg, data_dir, out, seeds)
     return _run_seeds(cfg, data_dir, out, seeds, device, download)

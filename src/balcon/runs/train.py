@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from balcon.config import Config, run_config
-from balcon.data import data_dir_for
+from balcon.data import check_data_dir, data_dir_for
 from balcon.engine.device import emulated_bf16_warning
 from balcon.engine.distributed import broadcast_object, init_distributed, on_main
 from balcon.engine.loaders import eval_loader
@@ -29,10 +29,12 @@ from balcon.engine.metrics import fmt
 from balcon.engine.prepare import Trainer, prepare
 from balcon.engine.steps import evaluate
 from balcon.errors import LOG, BalconError, one_line
+from balcon.models import check_encoder
 from balcon.runs.checkpoint import load_checkpoint
 from balcon.runs.files import (
     BEST,
     CONFIG,
+    FILE_ONLY,
     SUMMARY,
     RunLock,
     RunLog,
@@ -45,7 +47,7 @@ from balcon.runs.preempt import StepControl
 from balcon.runs.records import result_row, summarize
 from balcon.runs.tensorboard import require_tensorboard
 
-__all__ = ["RunResult", "fit", "resume"]
+__all__ = ["RunResult", "check_new_run", "fit", "resume"]
 
 
 @dataclass
@@ -56,6 +58,16 @@ class RunResult:
     summary: dict[str, Any]
     #: True when :func:`resume` found the run already at its configured end.
     already_finished: bool = False
+
+
+def check_new_run(cfg: Config, data_dir: str | Path | None, download: bool = False
+                  ) -> str | Path | None:
+    """The data folder of a new run of ``cfg``, after the checks that read no data: so a
+    wrong ``--data-dir`` or ``model.encoder`` is refused before the run directory is made."""
+    data_dir = data_dir_for(cfg.data, data_dir)
+    check_data_dir(cfg.data, data_dir, download)
+    check_encoder(cfg.model)
+    return data_dir
 
 
 def fit(cfg: Config, data_dir: str | Path | None, run_dir: str | Path,
@@ -69,7 +81,7 @@ def fit(cfg: Config, data_dir: str | Path | None, run_dir: str | Path,
     continues it. Returns the run directory and its summary.
     """
     run_dir = Path(run_dir)
-    data_dir = data_dir_for(cfg.data, data_dir)  # before anything is written
+    data_dir = check_new_run(cfg, data_dir, download)  # before anything is written
     init_distributed(device)
     if cfg.train.tensorboard:
         on_main(require_tensorboard)  # before anything is written
@@ -144,10 +156,10 @@ def _run(cfg: Config, data_dir: str | Path | None, run_dir: Path, device: str | 
                     LOG.info("all %d epochs done; finishing the report", epochs)
                 keeper.write_summary(_final_summary(t, run_dir, keeper.records))
         except BalconError as err:
-            LOG.info("stopped: %s", one_line(err))
+            LOG.info("stopped: %s", one_line(err), extra=FILE_ONLY)
             raise
         except KeyboardInterrupt:
-            LOG.info("stopped: interrupted")
+            LOG.info("stopped: interrupted", extra=FILE_ONLY)
             raise
         finally:
             if keeper is not None:
