@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import torch
 from torch import nn
 
 from balcon.config import ModelConfig
@@ -78,10 +77,32 @@ def build_encoder(name: str, shortcut: str = ModelConfig.shortcut,
 
     Anything else is a :class:`~balcon.errors.BalconError` listing these forms.
     """
+    kind, depth = _encoder_kind(name, shortcut, conv_init)
+    if kind == "cifar":
+        return resnet_cifar(depth, shortcut=shortcut, conv_init=conv_init)
+    if kind == "torchvision":
+        return torchvision_resnet(name)
+    import timm
+
+    try:  # a ViT takes any image size its patches divide (its position embedding resized)
+        try:
+            return timm.create_model(name[5:], pretrained=False, num_classes=0,
+                                     dynamic_img_size=True)
+        except TypeError:  # a model without that option (CNNs take any size anyway)
+            return timm.create_model(name[5:], pretrained=False, num_classes=0)
+    except RuntimeError as err:
+        raise BalconError(f"model.encoder {name!r}: {err}; see timm.list_models()") from None
+
+
+def _encoder_kind(name: str, shortcut: str, conv_init: str) -> tuple[str, int]:
+    """``("cifar", depth)``, ``("torchvision", 0)`` or ``("timm", 0)`` for the encoder
+    ``name``; a name of none of :func:`build_encoder`'s forms, or ``shortcut`` and
+    ``conv_init`` other than the defaults for an encoder that is not a CIFAR ResNet, is
+    a :class:`~balcon.errors.BalconError`."""
     torchvision_name = name in torchvision_resnet_names()
     depth = None if torchvision_name else _cifar_resnet_depth(name)
     if depth is not None:
-        return resnet_cifar(depth, shortcut=shortcut, conv_init=conv_init)
+        return "cifar", depth
     if not torchvision_name and not name.startswith("timm:"):
         raise _unknown(name)
     defaults = (ModelConfig.shortcut, ModelConfig.conv_init)
@@ -90,27 +111,20 @@ def build_encoder(name: str, shortcut: str = ModelConfig.shortcut,
             f"model.shortcut and model.conv_init shape the CIFAR ResNets only; model.encoder "
             f"{name!r} has its own: leave them at {defaults[0]} and {defaults[1]}"
         )
-    if torchvision_name:
-        return torchvision_resnet(name)
-    if name.startswith("timm:"):
-        import timm
-
-        try:  # a ViT takes any image size its patches divide (its position embedding resized)
-            try:
-                return timm.create_model(name[5:], pretrained=False, num_classes=0,
-                                         dynamic_img_size=True)
-            except TypeError:  # a model without that option (CNNs take any size anyway)
-                return timm.create_model(name[5:], pretrained=False, num_classes=0)
-        except RuntimeError as err:
-            raise BalconError(f"model.encoder {name!r}: {err}; see timm.list_models()") from None
+    return ("torchvision", 0) if torchvision_name else ("timm", 0)
 
 
 def check_encoder(cfg: ModelConfig) -> None:
     """Refuse ``cfg``'s encoder (its name, shortcut and init) as :func:`build_encoder`
-    would, before a run writes anything: the encoder is built on the meta device, which
-    allocates no weights."""
-    with torch.device("meta"):
-        build_encoder(cfg.encoder, shortcut=cfg.shortcut, conv_init=cfg.conv_init)
+    would, without building it, so a run refuses it before it writes anything (a timm
+    name with a source, ``timm:hf-hub:...``, is left to the build)."""
+    kind, _ = _encoder_kind(cfg.encoder, cfg.shortcut, cfg.conv_init)
+    if kind == "timm" and ":" not in cfg.encoder[5:]:
+        import timm
+
+        if not timm.is_model(cfg.encoder[5:]):
+            raise BalconError(f"model.encoder {cfg.encoder!r}: timm has no such model; "
+                              "see timm.list_models()")
 
 
 def build_model(cfg: ModelConfig, num_classes: int) -> BCLModel:

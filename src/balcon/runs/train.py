@@ -30,6 +30,7 @@ from balcon.engine.prepare import Trainer, prepare
 from balcon.engine.steps import evaluate
 from balcon.errors import LOG, BalconError, one_line
 from balcon.models import check_encoder
+from balcon.models.finetune import check_finetune
 from balcon.runs.checkpoint import load_checkpoint
 from balcon.runs.files import (
     BEST,
@@ -63,10 +64,12 @@ class RunResult:
 def check_new_run(cfg: Config, data_dir: str | Path | None, download: bool = False
                   ) -> str | Path | None:
     """The data folder of a new run of ``cfg``, after the checks that read no data: so a
-    wrong ``--data-dir`` or ``model.encoder`` is refused before the run directory is made."""
+    wrong ``model.encoder``, a missing library (LoRA's peft) or a ``--data-dir`` that does
+    not exist is refused before the run directory is made."""
+    check_encoder(cfg.model)
+    check_finetune(cfg.model)
     data_dir = data_dir_for(cfg.data, data_dir)
     check_data_dir(cfg.data, data_dir, download)
-    check_encoder(cfg.model)
     return data_dir
 
 
