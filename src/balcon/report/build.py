@@ -88,7 +88,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path | None = None,
     except BalconError:
         if out is not None:
             raise
-        target = Path(f"{target.parent.name}-report.html")  # a folder we may not write
+        target = Path(f"{target.parent.resolve().name}-report.html")  # a folder we may not write
         _write(target, text)
     return target
 
