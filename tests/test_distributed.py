@@ -183,8 +183,8 @@ def test_corrupt_image_in_one_rank_share_is_reported_by_that_rank(tmp_path: Path
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("balcon: error:")]
     assert errors == [f"balcon: error: process 1: cannot read image {victim} "
                       f"(UnidentifiedImageError: cannot identify image file {str(victim)!r}); "
-                      "replace or remove the file (training skips such files with --set "
-                      "data.on_bad_image=skip)"], \
+                      "replace or remove the file (balcon train skips such files with --set "
+                      "data.on_bad_image=skip, balcon predict with --skip-unreadable)"], \
         proc.stderr[-2000:]
 
 
