@@ -109,6 +109,11 @@ def data_dir_for(data: DataConfig, given: str | Path | None,
     return given if given is not None else stored
 
 
+#: The error of a run that reads a folder and was given none.
+NO_DATA_DIR = ("no --data-dir: this run reads its images from a folder; give it with "
+               "--data-dir DIR")
+
+
 def check_data_dir(data: DataConfig, data_dir: str | Path | None,
                    download: bool = False) -> None:
     """Refuse, before a run writes anything, a data folder that cannot hold its images:
@@ -122,11 +127,6 @@ def check_data_dir(data: DataConfig, data_dir: str | Path | None,
         fetch = (" (or add --download: torchvision fetches CIFAR into it)"
                  if data.dataset in CIFAR_FOLDERS else "")
         raise BalconError(f"data folder {data_dir} does not exist; check --data-dir{fetch}")
-
-
-#: The error of a run that reads a folder and was given none.
-NO_DATA_DIR = ("no --data-dir: this run reads its images from a folder; give it with "
-               "--data-dir DIR")
 
 
 def _load_image_sets(
