@@ -200,9 +200,7 @@ def _skip_unreadable(splits: DataSplits, data: DataConfig) -> None:
                 f"{reason}), more than data.max_bad_images={limit}; fix the data or raise it"
             )
         if bad:
-            dropped = {i for i, _ in bad}
-            setattr(splits, name, images.subset(
-                [i for i in range(len(images)) if i not in dropped]))
+            setattr(splits, name, images.without([i for i, _ in bad]))
             splits.skipped[name] = [(images.paths[i], reason) for i, reason in bad]
 
 

@@ -108,6 +108,12 @@ class ImageSet:
             paths=None if self.paths is None else [self.paths[i] for i in indices],
         )
 
+    def without(self, indices: list[int]) -> ImageSet:
+        """The images not at ``indices``, in their order."""
+        dropped = set(indices)
+        return self.subset(np.array([i for i in range(len(self)) if i not in dropped],
+                                    dtype=np.int64))
+
     def image(self, index: int) -> Image.Image:
         """Image ``index`` as an RGB PIL image."""
         if self.pixels is not None:

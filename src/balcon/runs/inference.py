@@ -138,7 +138,6 @@ def predict_images(
             raise BalconError(f"none of the {len(files)} images can be read (first: "
                               f"{files[bad[0][0]]}, {bad[0][1]}); check the files")
         skipped = [(files[i], reason) for i, reason in bad]
-        dropped = {i for i, _ in bad}
-        images = images.subset(np.array([i for i in range(len(files)) if i not in dropped]))
+        images = images.without([i for i, _ in bad])
     logits, labels = checkpoint_logits(state, cfg, model, images, dev, "predict")
     return Predictions(logits, labels, images.paths, names, skipped)
