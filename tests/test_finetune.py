@@ -12,7 +12,7 @@ from PIL import Image
 from balcon.cli import main
 from balcon.config import apply_overrides, compress_schedule
 from balcon.errors import BalconError
-from balcon.models import build_model
+from balcon.models import build_encoder, build_model
 from balcon.models.finetune import apply_finetune, encoder_blocks
 from balcon.presets import load_preset
 from balcon.runs import fit, load_checkpoint, resume
@@ -112,6 +112,22 @@ def test_linear_probe_trains_on_cached_features(photos: Path, tmp_path: Path, mo
     fit(cfg, photos, tmp_path / "stopped", device="cpu", stop_after=1)
     resume(tmp_path / "stopped", device="cpu")
     assert encoder_calls and set(encoder_calls) == {2}  # features, never images
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "stopped" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resumed_linear_probe_computes_features_with_its_own_encoder(photos: Path,
+                                                                    tmp_path: Path):
+    """A stopped linear probe from pretrained weights resumes bit-exactly: the cached
+    features are computed with the checkpoint's encoder, not a new run's random one."""
+    torch.manual_seed(123)  # "pretrained": weights a seed-0 build does not make
+    weights = tmp_path / "encoder.pth"
+    torch.save(build_encoder("timm:resnet10t").state_dict(), weights)
+    cfg = _config("model.finetune=linear", f"model.pretrained={weights}", epochs=3)
+    fit(cfg, photos, tmp_path / "straight", device="cpu")
+    fit(cfg, photos, tmp_path / "stopped", device="cpu", stop_after=1)
+    resume(tmp_path / "stopped", device="cpu")
     a = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "stopped" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -171,6 +171,8 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
     train_loader = None if cached else _train_loader(
         cfg, splits.train, objective.method.views, sampler, local_batch, dev, ctx)
     model, note = _build(cfg, splits.train.num_classes, dev, ctx, pretrained=resume is None)
+    if resume is not None:  # the run's own weights, before the features are computed
+        _restore(resume, model, source)
     if cached:  # a frozen encoder, one view: its features of the un-augmented images, once
         train_loader = _feature_loader(model, cfg, splits.train, sampler, local_batch, dev,
                                        precision)
@@ -180,7 +182,7 @@ def prepare(cfg: Config, data_dir: str | Path | None, device: str | None = None,
                 eval_loader(splits.get(splits.selection_split), cfg.data, dev, ctx,
                             persistent=True), precision, reason, pretrained_note=note)
     if resume is not None:
-        _restore(resume, t, source)
+        _restore_training(resume, t, source)
     _wrap_for_training(t)
     return t
 
@@ -306,18 +308,23 @@ def _check_resume_data(state: dict[str, Any], splits: DataSplits, source: str,
         )
 
 
-def _restore(state: dict[str, Any], t: Trainer, source: str) -> None:
-    """Load a :meth:`Trainer.state` into ``t``: weights, optimiser, scaler, RNG, progress."""
+def _restore(state: dict[str, Any], model: nn.Module, source: str) -> None:
+    """Load the weights of a :meth:`Trainer.state` into ``model``."""
     try:
-        t.model.load_state_dict(state["model"])
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, ValueError, TypeError):
+        raise _misfit(source) from None
+
+
+def _restore_training(state: dict[str, Any], t: Trainer, source: str) -> None:
+    """Load the rest of a :meth:`Trainer.state` into ``t`` (:func:`_restore` loads its
+    weights): optimiser, scaler, RNG, progress."""
+    try:
         t.optimizer.load_state_dict(state["optimizer"])
         t.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
     except (KeyError, RuntimeError, ValueError, TypeError):
-        raise BalconError(
-            f"the checkpoint of {source} does not fit the model and optimizer its config "
-            "describes; it is incompatible (start a new run)"
-        ) from None
+        raise _misfit(source) from None
     t.start_epoch = int(state["epoch"])
     if "epoch_stats" in state:
         t.progress = EpochProgress(stats=state["epoch_stats"])
@@ -325,3 +332,8 @@ def _restore(state: dict[str, Any], t: Trainer, source: str) -> None:
         waited, elapsed = state["epoch_time"]
         t.progress = EpochProgress(int(state["step"]), state["epoch_sums"][t.ctx.rank],
                                    waited, elapsed)
+
+
+def _misfit(source: str) -> BalconError:
+    return BalconError(f"the checkpoint of {source} does not fit the model and optimizer "
+                       "its config describes; it is incompatible (start a new run)")
