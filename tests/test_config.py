@@ -15,6 +15,7 @@ from balcon.config import (
     config_from_dict,
     config_to_yaml,
     load_config_file,
+    validate,
 )
 from balcon.errors import BalconError
 from balcon.presets import list_presets, load_preset, preset_base, preset_yaml
@@ -286,6 +287,18 @@ def test_stored_configs_load_without_new_run_checks():
     with pytest.raises(BalconError, match="use --epochs 2"):
         config_from_dict(raw)
     assert config_from_dict(raw, new_run=False).train.epochs == 2
+
+
+@pytest.mark.parametrize("item", ["data.sim_crop_scale=[0.2, 1.0]", "data.sim_blur_prob=0.5",
+                                  "data.cutout_fill=mean"])
+def test_cifar_view_settings_are_refused_with_imagenet_views(item: str):
+    """The imagenet views would ignore them; a resumed run's config is not re-judged."""
+    key = item.split("=")[0]
+    with pytest.raises(BalconError, match=f"{key} applies to data.view_style=cifar"):
+        apply_overrides(load_preset("imagenet-lt-resnet50"), [item])
+    cfg = load_preset("imagenet-lt-resnet50")
+    setattr(cfg.data, key.split(".")[1], yaml.safe_load(item.split("=")[1]))
+    validate(cfg, new_run=False)
 
 
 @pytest.mark.parametrize("text", ["auto", "rand-n2-q5", "rand-nX-m10", "rand-n2-m10-mstd"])

@@ -106,12 +106,16 @@ def _check_table(cfg: Config) -> None:
                f", got {v}")
 
 
+#: Data settings only the cifar views read (the imagenet views are the official code's).
+CIFAR_VIEW_KEYS = ("sim_crop_scale", "sim_blur_prob", "cutout_fill")
+
+
 def validate(cfg: Config, new_run: bool = True) -> None:
     """Refuse values no run can use, naming the key and what it accepts.
 
     With ``new_run`` also refuse what would run but not as meant: lr steps or a warm-up
-    at or beyond the last epoch (``train.epochs`` set without ``--epochs``), a
-    RandAugment string the CIFAR views would ignore.
+    beyond the last epoch (``train.epochs`` set without ``--epochs``), a RandAugment
+    string the CIFAR views would ignore, CIFAR view settings the imagenet views would.
     """
     d, lo, o, t = cfg.data, cfg.loss, cfg.optim, cfg.train
     _check_table(cfg)
@@ -128,6 +132,11 @@ def validate(cfg: Config, new_run: bool = True) -> None:
            "the cifar views use sim-sim")
     if d.view_style == "imagenet":
         _check_randaugment(d.randaugment)
+        for key in CIFAR_VIEW_KEYS if new_run else ():
+            default = getattr(DataConfig(), key)
+            _check(getattr(d, key) == default,
+                   f"data.{key} applies to data.view_style=cifar; the imagenet views are "
+                   f"the official code's (leave it at {default})")
     elif new_run:
         _check(d.randaugment == DataConfig.randaugment,
                f"data.randaugment applies to data.view_style=imagenet; the cifar views use "
