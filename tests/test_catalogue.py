@@ -169,6 +169,17 @@ def case_config_file_not_yaml(t: Path, run: Path):
     return ["train", "--config", str(t / "my.yaml"), "--data-dir", str(t)], "my.yaml"
 
 
+def case_config_file_with_a_list_as_key(t: Path, run: Path):
+    (t / "my.yaml").write_text("base: cifar10-lt-r100\n? [a, b]\n: 1\n")
+    return ["train", "--config", str(t / "my.yaml"), "--data-dir", str(t)], "my.yaml"
+
+
+def case_malformed_seeds_file(t: Path, run: Path):
+    (t / "seeds").mkdir()
+    (t / "seeds" / "seeds.json").write_text('{"seeds": ["zero"], "config": {}}')
+    return ["train", "--resume", str(t / "seeds")], "seeds.json"
+
+
 def case_config_file_unknown_base(t: Path, run: Path):
     (t / "my.yaml").write_text("base: cifar10-lt-r99\n")
     return ["train", "--config", str(t / "my.yaml"), "--data-dir", str(t)], "cifar10-lt-r99"

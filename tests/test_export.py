@@ -15,7 +15,12 @@ import balcon.export as export_module
 from balcon import __version__
 from balcon.config import apply_overrides, compress_schedule, config_from_dict
 from balcon.errors import BalconError
-from balcon.export import default_output, export_checkpoint, read_metadata
+from balcon.export import (
+    TORCHSCRIPT_EXTRA,
+    default_output,
+    export_checkpoint,
+    read_metadata,
+)
 from balcon.models import build_model
 from balcon.presets import load_preset
 from balcon.runs import fit, load_checkpoint
@@ -176,3 +181,8 @@ def test_bad_inputs_are_one_line_errors(checkpoint: Path, tmp_path: Path):
         lambda: export_checkpoint(checkpoint, "torchscript", device="cuda"))
     assert "balcon export wrote" in one_line_error(lambda: read_metadata(garbage))
     assert "does not exist" in one_line_error(lambda: read_metadata(tmp_path / "nope.onnx"))
+    scripted = tmp_path / "scripted.pt"
+    for text in ("not json", "[1, 2]", b"\xff\xfe"):  # a TorchScript file, bad metadata
+        torch.jit.save(torch.jit.script(torch.nn.Identity()), str(scripted),
+                       _extra_files={TORCHSCRIPT_EXTRA: text})
+        assert "malformed balcon metadata" in one_line_error(lambda: read_metadata(scripted))

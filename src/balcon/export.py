@@ -369,11 +369,13 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                               "give a file balcon export wrote") from None
         props = {p.key: p.value for p in proto.metadata_props}
         text = props.get(METADATA_KEY, "")
-    if isinstance(text, bytes):
-        text = text.decode()
     if not text:
         raise BalconError(f"{path} has no balcon metadata; give a file balcon export wrote")
-    meta = json.loads(text)
+    try:
+        meta = json.loads(text)
+    except ValueError:  # not JSON, or bytes that are not UTF-8
+        meta = None
     if not isinstance(meta, dict):
-        raise BalconError(f"{path} has malformed balcon metadata")
+        raise BalconError(f"{path} has malformed balcon metadata; export it again with "
+                          "balcon export")
     return meta

@@ -67,7 +67,8 @@ class DataConfig:
     as the published code) or ``mean`` (cut after: the dataset's mean colour).
     ``pipeline`` makes the training views per image in DataLoader workers (``workers``)
     or a batch at a time on the training device (``device``: the cifar views only; the
-    set is held there as uint8); ``auto`` picks ``device`` for the cifar views.
+    set is held there as uint8); ``auto`` picks ``device`` for the cifar views when the
+    set takes at most half the device's free memory, else ``workers``.
     ``on_bad_image``: ``stop`` at the first unreadable image, or ``skip`` every one
     (found by reading each image once when the data loads; named in the log, counted in
     metrics and summary); more than ``max_bad_images`` (null: 0.1% of a split, at least

@@ -27,9 +27,9 @@ import torch
 import torch.distributed as dist
 
 from balcon.engine.distributed import DistContext
-from balcon.errors import EX_TEMPFAIL, STOP_SIGNALS, Preempted
+from balcon.errors import STOP_SIGNALS, Preempted
 
-__all__ = ["EX_TEMPFAIL", "Preempted", "StepControl"]
+__all__ = ["StepControl"]
 
 
 class StepControl:

@@ -22,10 +22,7 @@ from balcon.runs.checkpoint import write_text_atomic
 from balcon.runs.files import CONFIG, SEEDS, data_folder
 from balcon.runs.train import RunResult, check_new_run, fit, resume
 
-__all__ = ["SEEDS", "fit_seeds", "read_seeds", "resume_seeds", "seed_dir"]
-
-
-
+__all__ = ["fit_seeds", "read_seeds", "resume_seeds", "seed_dir"]
 
 
 def seed_dir(out: Path, seed: int) -> Path:
@@ -44,7 +41,9 @@ def read_seeds(out: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         raise BalconError(f"{path} is unreadable; restore it or start the seeds again in "
                           "another --out") from None
-    if not isinstance(info, dict) or not isinstance(info.get("seeds"), list):
+    seeds = info.get("seeds") if isinstance(info, dict) else None
+    if not (isinstance(seeds, list) and isinstance(info.get("config"), dict)
+            and all(type(s) is int for s in seeds)):
         raise BalconError(f"{path} is not a balcon seeds file; start the seeds again in "
                           "another --out")
     return info
