@@ -15,6 +15,7 @@ __all__ = [
     "PRECISIONS",
     "SHORTCUTS",
     "VIEW_STRATEGIES",
+    "VIEW_STRATEGY_PAIRS",
     "VIEW_STYLES",
     "Config",
     "DataConfig",
@@ -32,8 +33,14 @@ DATASETS = ("cifar10", "cifar100", "imagefolder", "digits")
 PRECISIONS = ("auto", "off", "bf16", "fp16")
 #: Augmentation families: CIFAR-LT's 32-px views, or ImageNet-LT / iNaturalist's 224-px views.
 VIEW_STYLES = ("cifar", "imagenet")
-#: (view 2, view 3) of the contrastive branch; "rand" stands for "randstack".
-VIEW_STRATEGIES = ("sim-sim", "sim-rand", "rand-rand")
+#: The contrastive branch's strategies and their (view 2, view 3) kinds, as the official
+#: ImageNet code names them ("rand" stands for "randstack").
+VIEW_STRATEGY_PAIRS: dict[str, tuple[str, str]] = {
+    "sim-sim": ("sim", "sim"),
+    "sim-rand": ("randstack", "sim"),
+    "rand-rand": ("randstack", "randstack"),
+}
+VIEW_STRATEGIES = tuple(VIEW_STRATEGY_PAIRS)
 #: CIFAR ResNet shortcuts (He et al.): A zero-pads, B projects with a 1x1 convolution.
 SHORTCUTS = ("A", "B")
 #: CIFAR ResNet convolution inits: kaiming fan-in (LDAM-DRW), kaiming fan-out, PyTorch's.

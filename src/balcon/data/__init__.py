@@ -35,7 +35,6 @@ from balcon.data.sources import (
 from balcon.data.splitfile import load_split_file
 from balcon.data.views import Cutout, sim_view, strong_view, test_view
 from balcon.data.views_imagenet import (
-    VIEW_STRATEGY_PAIRS,
     imagenet_contrastive_views,
     imagenet_rand_view,
     imagenet_randaugment,
@@ -48,7 +47,6 @@ from balcon.data.views_imagenet import (
 __all__ = [
     "DataSplits",
     "SHOT_GROUPS",
-    "VIEW_STRATEGY_PAIRS",
     "Cutout",
     "EpochSampler",
     "EvalDataset",

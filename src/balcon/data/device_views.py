@@ -40,7 +40,7 @@ from balcon.data import batch_ops as ops
 from balcon.data.batch_ops import CIFAR10_POLICY
 from balcon.data.datasets import EpochSampler
 from balcon.data.sources import ImageSet
-from balcon.data.views import FitSize, check_views
+from balcon.data.views import CROP_PADDING, CUTOUT, FitSize, blur_kernel, check_views
 from balcon.errors import BalconError
 
 __all__ = [
@@ -178,7 +178,7 @@ class DeviceViews:
     def strong(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
         """View 1 of uint8 ``images`` with the parameters of :func:`strong_params`."""
         size = images.shape[-1]
-        x = ops.padded_crop(images, p["top"], p["left"], padding=4)
+        x = ops.padded_crop(images, p["top"], p["left"], padding=CROP_PADDING)
         if self.data.hflip:
             x = ops.hflip_where(x, p["flip"])
         combos = self._policy[0]
@@ -203,28 +203,26 @@ class DeviceViews:
         x = _color_jitter(x, p)
         x = torch.where(p["gray"][:, None, None, None], ops.grayscale(x).expand_as(x), x)
         if self.data.sim_blur_prob > 0:
-            blurred = ops.gaussian_blur(x, max(3, (size // 10) | 1), p["sigma"])
+            blurred = ops.gaussian_blur(x, blur_kernel(size), p["sigma"])
             x = torch.where(p["blur"][:, None, None, None], blurred, x)
         return self._normalize(ops.to_unit(x))
 
 
-#: Cutout's hole side, in pixels (the recipe's 16 at 32 px).
-CUTOUT = 16
-
-
 def strong_params(u: Tensor, size: int,
                   policy: tuple[list[tuple[str, float]], dict[str, Tensor]]) -> dict[str, Tensor]:
-    """View 1's parameters from 10 uniforms per sample: crop offsets (0..8), flip (p 0.5),
-    the AutoAugment sub-policy (one of 25), each slot's op applied when its draw <= p and
-    negated (signed ops) with probability 1/2, as ``ops`` (B, 2) indices of the policy's
-    (op, magnitude) pairs or -1, and the Cutout centre."""
+    """View 1's parameters from 10 uniforms per sample: crop offsets (0 to twice the
+    padding), flip (p 0.5), the AutoAugment sub-policy (one of 25), each slot's op
+    applied when its draw <= p and negated (signed ops) with probability 1/2, as ``ops``
+    (B, 2) indices of the policy's (op, magnitude) pairs or -1, and the Cutout centre."""
     _, table = policy
     sub = _randint(u[:, 3], len(CIFAR10_POLICY))
     chosen = []
     for slot in (0, 1):
         combo = table["combo"][sub, slot, (u[:, 6 + slot] < 0.5).long()]
         chosen.append(torch.where(u[:, 4 + slot] <= table["prob"][sub, slot], combo, -1))
-    return {"top": _randint(u[:, 0], 9), "left": _randint(u[:, 1], 9), "flip": u[:, 2] < 0.5,
+    offsets = 2 * CROP_PADDING + 1
+    return {"top": _randint(u[:, 0], offsets), "left": _randint(u[:, 1], offsets),
+            "flip": u[:, 2] < 0.5,
             "sub": sub, "ops": torch.stack(chosen, dim=1),
             "cy": _randint(u[:, 8], size), "cx": _randint(u[:, 9], size)}
 

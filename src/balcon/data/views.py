@@ -77,9 +77,20 @@ def check_views(views: int) -> None:
         raise ValueError(f"views must be 1 or 3, got {views}")
 
 
+#: View 1's crop padding and Cutout side in pixels (the recipe's, at 32 px); both
+#: pipelines read them here.
+CROP_PADDING = 4
+CUTOUT = 16
+
+
+def blur_kernel(size: int) -> int:
+    """The optional blur's kernel side at ``size``: odd, about a tenth of the image."""
+    return max(3, (size // 10) | 1)
+
+
 def strong_view(
     size: int, mean: Sequence[float], std: Sequence[float], hflip: bool = True,
-    cutout: int = 16, cutout_fill: str = "black",
+    cutout: int = CUTOUT, cutout_fill: str = "black",
 ) -> T.Compose:
     """View 1: crop with padding, flip, AutoAugment (CIFAR-10 policy), Cutout.
 
@@ -88,7 +99,7 @@ def strong_view(
     """
     if cutout_fill not in CUTOUT_FILLS:
         raise ValueError(f"cutout_fill must be one of {CUTOUT_FILLS}, got {cutout_fill!r}")
-    steps: list[Callable] = [FitSize(size), T.RandomCrop(size, padding=4)]
+    steps: list[Callable] = [FitSize(size), T.RandomCrop(size, padding=CROP_PADDING)]
     if hflip:
         steps.append(T.RandomHorizontalFlip())
     steps.append(T.AutoAugment(T.AutoAugmentPolicy.CIFAR10))
@@ -109,8 +120,8 @@ def sim_view(
     steps.append(T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8))
     steps.append(T.RandomGrayscale(p=0.2))
     if blur_prob > 0:
-        kernel = max(3, (size // 10) | 1)
-        steps.append(T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=blur_prob))
+        blur = T.GaussianBlur(blur_kernel(size), sigma=(0.1, 2.0))
+        steps.append(T.RandomApply([blur], p=blur_prob))
     return T.Compose(steps + normalized_tensor(mean, std))
 
 

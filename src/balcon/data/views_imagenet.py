@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from timm.data.auto_augment import RandAugment, rand_augment_transform
 from torchvision import transforms as T
 
+from balcon.config.sections import VIEW_STRATEGY_PAIRS, DataConfig
 from balcon.data.views import normalized_tensor
 
 __all__ = [
-    "VIEW_STRATEGY_PAIRS",
     "imagenet_contrastive_views",
     "imagenet_rand_view",
     "imagenet_randaugment",
@@ -38,13 +38,6 @@ __all__ = [
     "imagenet_test_view",
     "imagenet_train_views",
 ]
-
-#: Kinds of (view 2, view 3) for each contrastive strategy of the official code.
-VIEW_STRATEGY_PAIRS: dict[str, tuple[str, str]] = {
-    "sim-sim": ("sim", "sim"),
-    "sim-rand": ("randstack", "sim"),
-    "rand-rand": ("randstack", "randstack"),
-}
 
 #: RandomResizedCrop's area range in every 224-px training view.
 CROP_SCALE = (0.08, 1.0)
@@ -86,7 +79,7 @@ def _sim_steps(size: int, hflip: bool) -> list[Callable]:
 
 def imagenet_rand_view(
     size: int, mean: Sequence[float], std: Sequence[float], hflip: bool = True,
-    randaugment: str = "rand-n2-m10-mstd0.5",
+    randaugment: str = DataConfig.randaugment,
 ) -> T.Compose:
     """The "rand" view (view 1): resized crop, flip, colour jitter, RandAugment."""
     steps = _crop_flip(size, hflip) + [
@@ -105,7 +98,7 @@ def imagenet_sim_view(
 
 def imagenet_randstack_view(
     size: int, mean: Sequence[float], std: Sequence[float], hflip: bool = True,
-    randaugment: str = "rand-n2-m10-mstd0.5",
+    randaugment: str = DataConfig.randaugment,
 ) -> T.Compose:
     """The "randstack" view: the "sim" view's steps, then RandAugment."""
     steps = _sim_steps(size, hflip) + [imagenet_randaugment(randaugment, size, mean)]
@@ -120,7 +113,7 @@ def imagenet_test_view(size: int, mean: Sequence[float], std: Sequence[float]) -
 
 def imagenet_contrastive_views(
     strategy: str, size: int, mean: Sequence[float], std: Sequence[float],
-    hflip: bool = True, randaugment: str = "rand-n2-m10-mstd0.5",
+    hflip: bool = True, randaugment: str = DataConfig.randaugment,
 ) -> tuple[T.Compose, T.Compose]:
     """(view 2, view 3) for ``strategy``: ``sim-sim``, ``sim-rand`` or ``rand-rand``."""
     if strategy not in VIEW_STRATEGY_PAIRS:
@@ -138,7 +131,7 @@ def imagenet_contrastive_views(
 
 def imagenet_train_views(
     size: int, mean: Sequence[float], std: Sequence[float], hflip: bool = True,
-    randaugment: str = "rand-n2-m10-mstd0.5", strategy: str | None = "sim-sim",
+    randaugment: str = DataConfig.randaugment, strategy: str | None = "sim-sim",
 ) -> list[T.Compose]:
     """[rand] alone (``strategy=None``), or [rand, view 2, view 3] for a contrastive method."""
     views = [imagenet_rand_view(size, mean, std, hflip, randaugment)]
