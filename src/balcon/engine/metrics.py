@@ -8,9 +8,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from balcon.data.longtail import shot_groups
+from balcon.data.longtail import SHOT_GROUPS, shot_groups
 
-__all__ = ["classification_metrics", "fmt"]
+__all__ = ["HEADLINE_KEYS", "classification_metrics", "fmt"]
+
+#: A result's headline accuracies: overall top-1, then each shot group's.
+HEADLINE_KEYS = ("top1", *SHOT_GROUPS)
 
 
 def fmt(value: float | None, spec: str = ".2f") -> str:

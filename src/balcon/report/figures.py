@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from balcon.data.longtail import FEW_BELOW, MANY_ABOVE  # noqa: E402
+from balcon.engine.metrics import HEADLINE_KEYS  # noqa: E402
 
 __all__ = [
     "calibration_figure",
@@ -46,7 +47,7 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], lis
 def curves_figure(records: Sequence[dict[str, Any]]) -> Figure:
     """Accuracy by shot group on the evaluated split, the losses and the lr per epoch."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for key in ("top1", "many", "medium", "few"):
+    for key in HEADLINE_KEYS:
         xs, ys = _series(records, key)
         if xs:
             axes[0].plot(xs, ys, marker="o", label=key)

@@ -22,6 +22,7 @@ import numpy as np
 
 from balcon import __version__
 from balcon.data.longtail import SHOT_GROUPS, shot_group_of
+from balcon.engine.metrics import HEADLINE_KEYS
 from balcon.methods import METHODS
 from balcon.report import analysis as an
 from balcon.report import figures as fg
@@ -273,8 +274,7 @@ def group_tables(groups: Sequence[Group], analysed: Sequence[Analysed]
         unfinished = f" (+{len(runs) - len(done)} unfinished)" if len(done) < len(runs) else ""
         accuracy.append([g.label, f"{len(done)}{unfinished}",
                          *(over(lambda a, w=w, k=k: a.run.summary[w].get(k), done)
-                           for w, k in (("last", "top1"), ("last", "many"),
-                                        ("last", "medium"), ("last", "few"),
+                           for w, k in (*(("last", key) for key in HEADLINE_KEYS),
                                         ("best", "top1"), ("best", "few")))])
         diagnostics.append([
             g.label, over(lambda a: a.calibrations["all"].ece, runs),
@@ -299,7 +299,7 @@ def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> st
     run_rows = [[a.run.name, group_of[a.run.path], f"{a.run.seed}",
                  f"{a.run.summary.get('epochs_run', '-')}",
                  *(a.run.summary.get(w, {}).get(k) for w in ("last", "best")
-                   for k in ("top1", "many", "medium", "few"))] for a in analysed]
+                   for k in HEADLINE_KEYS)] for a in analysed]
     per_group = []
     for g in groups:
         runs = [by_run[r.path] for r in g.runs]
@@ -317,7 +317,7 @@ def comparison_page(groups: Sequence[Group], analysed: Sequence[Analysed]) -> st
          + "".join(table(h, rows) for h, rows in group_tables(groups, analysed))),
         ("runs", "Runs", table(["run", "group", "seed", "epochs",
                                 *(f"{w} {t}" for w in ("last", "best")
-                                  for t in ("top-1", "many", "medium", "few"))], run_rows)),
+                                  for t in ("top-1", *SHOT_GROUPS))], run_rows)),
         ("curves", "Training curves",
          figure(fg.overlay_curves_figure([(group_of[a.run.path], a.run.records)
                                           for a in analysed]), "overlaid training curves")),

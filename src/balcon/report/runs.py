@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from balcon.config import run_config
+from balcon.data.longtail import SHOT_GROUPS
 from balcon.engine.metrics import fmt
 from balcon.errors import BalconError
 from balcon.report.tables import text_table
@@ -30,8 +31,7 @@ __all__ = ["RESULT_COLUMNS", "Group", "Run", "expand_runs", "group_runs", "mean_
            "read_run", "format_seed_table"]
 
 #: Result keys of the tables, with their titles.
-RESULT_COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("many", "many"),
-                  ("medium", "medium"), ("few", "few"))
+RESULT_COLUMNS = (("top1", "top-1"), ("top5", "top-5"), *((g, g) for g in SHOT_GROUPS))
 
 
 @dataclass

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from balcon.engine.metrics import fmt
+from balcon.engine.metrics import HEADLINE_KEYS, fmt
 
 __all__ = ["format_per_class", "format_results", "summary_rows", "text_table"]
 
-COLUMNS = (("top1", "overall"), ("many", "many"), ("medium", "medium"), ("few", "few"))
+#: (result key, column title) of the tables: "overall" is top-1.
+COLUMNS = tuple((k, "overall" if k == "top1" else k) for k in HEADLINE_KEYS)
 
 
 def summary_rows(summary: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

@@ -8,13 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from balcon.data.longtail import SHOT_GROUPS
 from balcon.runs.checkpoint import write_failure, write_text_atomic
 from balcon.runs.files import METRICS
 
 __all__ = ["RESULT_KEYS", "append_record", "read_records", "result_row", "summarize"]
 
 #: The keys of a result that summaries and tables carry.
-RESULT_KEYS = ("epoch", "top1", "top5", "top5_k", "many", "medium", "few")
+RESULT_KEYS = ("epoch", "top1", "top5", "top5_k", *SHOT_GROUPS)
 
 
 def read_records(run_dir: str | Path, up_to_epoch: int | None = None) -> list[dict[str, Any]]:

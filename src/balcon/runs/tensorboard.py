@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from balcon.data.longtail import SHOT_GROUPS
 from balcon.errors import BalconError
 
 __all__ = ["EVAL_SCALARS", "TRAIN_SCALARS", "EpochBoard", "require_tensorboard"]
@@ -22,7 +23,7 @@ __all__ = ["EVAL_SCALARS", "TRAIN_SCALARS", "EpochBoard", "require_tensorboard"]
 TRAIN_SCALARS = {"loss": "loss", "loss_cls": "loss_cls", "loss_con": "loss_con", "lr": "lr",
                  "accuracy": "train_acc", "images_per_s": "images_per_s"}
 #: Keys of an evaluation record, logged under ``<split>/``.
-EVAL_SCALARS = ("top1", "top5", "many", "medium", "few")
+EVAL_SCALARS = ("top1", "top5", *SHOT_GROUPS)
 
 
 def require_tensorboard() -> None:
