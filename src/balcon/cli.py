@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 from balcon import __version__
 from balcon.cli_train import cmd_demo, cmd_train, is_main_process
 from balcon.config import (
+    EXPORT_FORMATS,
+    REPORT_ORDER,
     LossConfig,
     list_presets,
     preset_base,
@@ -104,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on its test (or val) split")
     ev.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
-    ev.add_argument("--split", choices=["test", "val", "train"],
+    ev.add_argument("--split", choices=REPORT_ORDER,
                     help="split to evaluate (default: test, else val, else train)")
     ev.add_argument("--data-dir", help="data folder (default: the one it was trained on)")
     ev.add_argument("--out", help="JSON file (or folder) to write (default: "
@@ -147,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export a checkpoint's inference model (ONNX or "
                         "TorchScript) with its class names and preprocessing")
     ex.add_argument("--checkpoint", required=True, help="a last.pt or best.pt")
-    ex.add_argument("--format", dest="fmt", required=True, choices=["onnx", "torchscript"],
+    ex.add_argument("--format", dest="fmt", required=True, choices=EXPORT_FORMATS,
                     help="onnx (needs balcon[export]) or torchscript")
     ex.add_argument("--out", help="file (or folder) to write (default: beside the "
                     "checkpoint, named after it: best.pt gives best.onnx / best.torchscript.pt)")

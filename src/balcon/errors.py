@@ -9,8 +9,8 @@ import signal
 __all__ = [
     "EX_TEMPFAIL",
     "LOG",
-    "BalconError",
     "STOP_SIGNALS",
+    "BalconError",
     "Preempted",
     "RankError",
     "load_failure",

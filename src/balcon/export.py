@@ -54,7 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from balcon import __version__
-from balcon.config import Config
+from balcon.config import EXPORT_FORMATS, Config
 from balcon.errors import BalconError, short_reason
 from balcon.models.finetune import merge_lora
 from balcon.runs.checkpoint import write_atomic
@@ -64,7 +64,6 @@ from balcon.runs.inference import model_for_inference
 __all__ = [
     "CHECK_BATCH",
     "EXPORT_FORMAT",
-    "FORMATS",
     "TOLERANCE",
     "ExportResult",
     "InferenceModel",
@@ -74,8 +73,6 @@ __all__ = [
     "read_metadata",
 ]
 
-#: The formats :func:`export_checkpoint` writes.
-FORMATS = ("onnx", "torchscript")
 #: Each format's file name ending, after the checkpoint's stem.
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 #: The version tag of the metadata.
@@ -135,8 +132,8 @@ def default_output(checkpoint: str | Path, fmt: str) -> Path:
 
 
 def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise BalconError(f"export format {fmt!r} is unknown; use {' or '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise BalconError(f"export format {fmt!r} is unknown; use {' or '.join(EXPORT_FORMATS)}")
     return fmt
 
 

@@ -8,12 +8,15 @@ from typing import Any
 
 from balcon.config.sections import (
     BAD_IMAGE_ACTIONS,
+    CLASSIFIERS,
     CONV_INITS,
     CUTOUT_FILLS,
     DATASETS,
     FINETUNE_MODES,
     PIPELINES,
     PRECISIONS,
+    PROFILES,
+    SCHEDULES,
     SHORTCUTS,
     VIEW_STRATEGIES,
     VIEW_STYLES,
@@ -64,11 +67,11 @@ def check_seed(seed: int, name: str) -> None:
 #: Fields that take one of a few values.
 CHOICES = {
     "data.dataset": DATASETS, "data.view_style": VIEW_STYLES,
-    "data.view_strategy": VIEW_STRATEGIES, "data.profile": ("exp", "step"),
+    "data.view_strategy": VIEW_STRATEGIES, "data.profile": PROFILES,
     "data.cutout_fill": CUTOUT_FILLS, "data.pipeline": PIPELINES,
     "data.on_bad_image": BAD_IMAGE_ACTIONS, "model.shortcut": SHORTCUTS,
-    "model.conv_init": CONV_INITS, "model.classifier": ("cosine", "linear"),
-    "model.finetune": FINETUNE_MODES, "optim.schedule": ("step", "cosine"),
+    "model.conv_init": CONV_INITS, "model.classifier": CLASSIFIERS,
+    "model.finetune": FINETUNE_MODES, "optim.schedule": SCHEDULES,
     "train.precision": PRECISIONS,
 }
 #: Numeric fields with a lower bound: field -> (">" or ">=", bound, what null means, or

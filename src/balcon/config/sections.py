@@ -7,13 +7,19 @@ from typing import Any
 
 __all__ = [
     "BAD_IMAGE_ACTIONS",
+    "CLASSIFIERS",
     "CONV_INITS",
     "CUTOUT_FILLS",
     "DATASETS",
+    "EXPORT_FORMATS",
     "FINETUNE_MODES",
     "PIPELINES",
     "PRECISIONS",
+    "PROFILES",
+    "REPORT_ORDER",
+    "SCHEDULES",
     "SHORTCUTS",
+    "SPLITS",
     "VIEW_STRATEGIES",
     "VIEW_STRATEGY_PAIRS",
     "VIEW_STYLES",
@@ -45,6 +51,17 @@ VIEW_STRATEGIES = tuple(VIEW_STRATEGY_PAIRS)
 SHORTCUTS = ("A", "B")
 #: CIFAR ResNet convolution inits: kaiming fan-in (LDAM-DRW), kaiming fan-out, PyTorch's.
 CONV_INITS = ("kaiming", "kaiming-fan-out", "torch")
+#: Long-tailed subset profiles: exponential decay of class counts, or two steps.
+PROFILES = ("exp", "step")
+#: Classifiers: cosine (normalised weights and features, as BCL) or a plain linear layer.
+CLASSIFIERS = ("cosine", "linear")
+#: lr schedules after the warm-up: steps at the milestones, or cosine decay.
+SCHEDULES = ("step", "cosine")
+#: A run's data splits; the final report measures the first of ``REPORT_ORDER`` present.
+SPLITS = ("train", "val", "test")
+REPORT_ORDER = ("test", "val", "train")
+#: What ``balcon export`` writes.
+EXPORT_FORMATS = ("onnx", "torchscript")
 #: What view 1's Cutout hole holds: black (cut before normalising) or the mean colour.
 CUTOUT_FILLS = ("black", "mean")
 #: What an unreadable image does: stop the run, or be skipped (named and counted).

@@ -28,6 +28,12 @@ from torchvision.transforms.v2 import functional as TF
 
 __all__ = [
     "AUTOAUGMENT_OPS",
+    "CIFAR10_POLICY",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_hue",
+    "adjust_saturation",
+    "autoaugment_magnitudes",
     "autoaugment_op",
     "blend",
     "cutout_mask",
@@ -36,13 +42,7 @@ __all__ = [
     "hflip_where",
     "padded_crop",
     "resized_crop",
-    "adjust_brightness",
-    "adjust_contrast",
-    "adjust_saturation",
-    "adjust_hue",
     "to_unit",
-    "CIFAR10_POLICY",
-    "autoaugment_magnitudes",
 ]
 
 #: torchvision's CIFAR-10 AutoAugment policy: 25 sub-policies of two

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torchvision import transforms as T
 
-from balcon.config import DataConfig
+from balcon.config import REPORT_ORDER, SPLITS, DataConfig
 from balcon.data.cifar import CIFAR_FOLDERS, load_cifar
 from balcon.data.datasets import EvalDataset, MultiViewDataset
 from balcon.data.longtail import longtail_counts, longtail_indices
@@ -66,11 +66,6 @@ class DataSplits:
     def report_split(self) -> str:
         """Name of the split of the final report: the first present of REPORT_ORDER."""
         return next(n for n in REPORT_ORDER if getattr(self, n) is not None)
-
-
-SPLITS = ("train", "val", "test")
-#: The final report measures the first split present of these (train always is).
-REPORT_ORDER = ("test", "val", "train")
 
 
 def _split_file_sets(data: DataConfig, root: Path) -> DataSplits:

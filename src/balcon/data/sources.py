@@ -22,10 +22,10 @@ __all__ = [
     "find_images",
     "load_digits",
     "load_folder_splits",
-    "unused_folders",
     "load_image_folder",
     "to_8bit",
     "to_rgb",
+    "unused_folders",
 ]
 
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from balcon.config import REPORT_ORDER
 from balcon.data import data_dir_for, load_image_sets
-from balcon.data.build import REPORT_ORDER
 from balcon.engine.metrics import classification_metrics
 from balcon.errors import BalconError
 from balcon.methods import METHODS

@@ -27,8 +27,16 @@ from balcon.runs.files import BEST, CONFIG, LAST, RUN_INFO, SEEDS, SUMMARY, data
 from balcon.runs.records import read_records
 from balcon.runs.seeds import read_seeds, seed_dir
 
-__all__ = ["RESULT_COLUMNS", "Group", "Run", "expand_runs", "group_runs", "mean_std",
-           "read_run", "format_seed_table"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "Group",
+    "Run",
+    "expand_runs",
+    "format_seed_table",
+    "group_runs",
+    "mean_std",
+    "read_run",
+]
 
 #: Result keys of the tables, with their titles.
 RESULT_COLUMNS = (("top1", "top-1"), ("top5", "top-5"), *((g, g) for g in SHOT_GROUPS))
