@@ -364,3 +364,15 @@ def test_review_cases_preempted_kinds_last_save_and_older_runs(monkeypatch, tmp_
     (run / "summary.json").unlink()
     resume(run, device="cpu")
     assert load_checkpoint(run / "last.pt")["config"]["data"]["pipeline"] == "workers"
+
+
+def test_ranks_agree_every_few_steps_a_single_process_at_each():
+    """The agreement is a collective that waits for the device: a multi-process run polls
+    every AGREE_EVERY steps (and at each epoch's end), a single process at every step."""
+    from balcon.engine.distributed import DistContext
+    from balcon.runs.preempt import AGREE_EVERY
+
+    steps = range(1, 3 * AGREE_EVERY + 1)
+    assert all(StepControl(DistContext(), None).checks_at(s) for s in steps)
+    polled = [s for s in steps if StepControl(DistContext(world_size=2), None).checks_at(s)]
+    assert polled == [AGREE_EVERY, 2 * AGREE_EVERY, 3 * AGREE_EVERY]

@@ -64,6 +64,8 @@ class RunKeeper(Keeper):
 
     def step_done(self, epoch: int, meter: EpochMeter) -> None:
         """Checkpoint when a signal or the clock asks; stop on a signal."""
+        if not self.control.checks_at(meter.step):
+            return
         stop, due = self.control.poll()
         if stop or due:
             self.save_last(epoch, meter.progress())

@@ -10,8 +10,9 @@ its last checkpoint intact; under torchrun that holds when every process gets th
 signal (torchrun and SLURM send it to all), while a signal to one process alone outside
 the loop leaves the others to torchrun's teardown. A second Ctrl-C stops at once.
 ``train.checkpoint_minutes`` asks for a mid-epoch ``last.pt`` by the clock the same
-way. In a multi-process run the requests are agreed at every step boundary (one small
-all-reduce), so every rank stops, or checkpoints, at the same step.
+way. In a multi-process run the requests are agreed every ``AGREE_EVERY`` steps and
+at each epoch's end (one small all-reduce, which waits for the device's queued work, so
+not at every step), so every rank stops, or checkpoints, at the same step.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ import torch.distributed as dist
 from balcon.engine.distributed import DistContext
 from balcon.errors import STOP_SIGNALS, Preempted
 
-__all__ = ["StepControl"]
+__all__ = ["AGREE_EVERY", "StepControl"]
+
+#: Steps between the ranks' agreements within an epoch (a multi-process run).
+AGREE_EVERY = 8
 
 
 class StepControl:
@@ -82,6 +86,11 @@ class StepControl:
             yield self
         finally:
             self.deferring = False
+
+    def checks_at(self, step: int) -> bool:
+        """Whether the boundary after ``step`` steps of an epoch is polled: each one in a
+        single process, every ``AGREE_EVERY``-th where the ranks must agree."""
+        return not self.ctx.enabled or step % AGREE_EVERY == 0
 
     def poll(self) -> tuple[bool, bool]:
         """``(stop, checkpoint)`` at this step boundary, the same on every rank."""
