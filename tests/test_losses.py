@@ -184,8 +184,9 @@ def test_logit_adjusted_matches_formula():
 def test_logit_adjusted_errors_and_buffer():
     with pytest.raises(ValueError, match="class 1"):
         LogitAdjustedLoss([3, 0, 2])
-    with pytest.raises(ValueError, match="tau"):
-        LogitAdjustedLoss([3, 2], tau=-1)
+    for tau in (-1, float("nan")):
+        with pytest.raises(ValueError, match="tau"):
+            LogitAdjustedLoss([3, 2], tau=tau)
     with pytest.raises(ValueError, match="empty"):
         LogitAdjustedLoss([])
     loss = LogitAdjustedLoss([3, 2])

@@ -4,14 +4,15 @@ Paper: "Balanced Contrastive Learning for Long-Tailed Visual Recognition",
 Zhu, Wang, Chen, Chen, Jiang, CVPR 2022 (arXiv 2207.09052).
 
 How it was checked: ``BalancedContrastiveLoss`` was derived from the loss the
-official code (``FlamieZhu/BCL``, ``loss/contrastive.py``, ``BalSCL``) computes,
-as written down in ``RECIPES.md``: same contrast set, same positive set, same
-class-averaged denominator, same mean over the 2B anchors. The test suite
-compares it with a slow reference written from that formula (plain loops over
-anchors and contrast rows) to a relative error under 1e-5, and its gradients by
-``gradcheck`` in float64. Unlike the official code it never builds a dense
-``(2B + C) x C`` one-hot matrix nor loops over targets in Python, so it runs at
-iNaturalist's 8,142 classes on any device without a host round trip.
+official code (``FlamieZhu/Balanced-Contrastive-Learning``, ``loss/contrastive.py``,
+``BalSCL``) computes: same contrast set, same positive set, same class-averaged
+denominator, same mean over the 2B anchors. ``tests/test_losses.py`` compares it with
+a slow reference written from that formula (plain loops over anchors and contrast
+rows) to a relative error under 1e-5, with the official code's own way of computing
+it (one-hot masks, a loop over targets) to 1e-10, and its gradients by ``gradcheck``
+in float64. Unlike the official code it never builds a dense ``(2B + C) x C``
+one-hot matrix nor loops over targets in Python, so it runs at iNaturalist's 8,142
+classes on any device without a host round trip.
 ``benchmarks/bench_loss.py`` measures the difference.
 
 ``LogitAdjustedLoss`` is the logit-adjusted cross-entropy of Menon et al.,
@@ -60,7 +61,7 @@ class LogitAdjustedLoss(nn.Module):
             raise ValueError(
                 f"class_counts must all be > 0, got {counts[bad].item():g} for class {bad}"
             )
-        if tau < 0:
+        if not tau >= 0:  # NaN too
             raise ValueError(f"tau must be >= 0, got {tau}")
         self.tau = float(tau)
         self.register_buffer("log_prior", (counts / counts.sum()).log().float())
@@ -125,11 +126,6 @@ class BalancedContrastiveLoss(nn.Module):
         self.temperature = float(temperature)
         self.class_averaging = bool(class_averaging)
         self.class_complement = bool(class_complement)
-
-    @property
-    def uses_prototypes(self) -> bool:
-        """Whether ``forward`` needs the prototypes (with class-complement)."""
-        return self.class_complement
 
     def forward(
         self, features: Tensor, labels: Tensor, prototypes: Tensor | None = None

@@ -116,9 +116,10 @@ CIFAR_VIEW_KEYS = ("sim_crop_scale", "sim_blur_prob", "cutout_fill")
 def validate(cfg: Config, new_run: bool = True) -> None:
     """Refuse values no run can use, naming the key and what it accepts.
 
-    With ``new_run`` also refuse what would run but not as meant: lr steps or a warm-up
-    beyond the last epoch (``train.epochs`` set without ``--epochs``), a RandAugment
-    string the CIFAR views would ignore, CIFAR view settings the imagenet views would.
+    With ``new_run`` also refuse what would run but not as meant: lr steps at or after
+    the last epoch, or a warm-up longer than the run (``train.epochs`` set without
+    ``--epochs``), a RandAugment string the CIFAR views would ignore, CIFAR view
+    settings the imagenet views would.
     """
     d, lo, o, t = cfg.data, cfg.loss, cfg.optim, cfg.train
     _check_table(cfg)

@@ -79,7 +79,8 @@ def longtail_indices(
 
 
 def shot_group_of(count: int) -> str:
-    """``"many"`` for more than 100 training images, ``"few"`` under 20, else ``"medium"``."""
+    """``"many"`` for more than ``MANY_ABOVE`` (100) training images, ``"few"`` under
+    ``FEW_BELOW`` (20), else ``"medium"``."""
     if count > MANY_ABOVE:
         return "many"
     if count < FEW_BELOW:

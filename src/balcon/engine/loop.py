@@ -183,7 +183,8 @@ def evaluate_epoch(t: Trainer, epoch: int, stats: dict[str, Any],
 
 
 def train_epochs(t: Trainer, keeper: Keeper, last: int) -> None:
-    """Epochs ``t.start_epoch`` to ``last``: train, evaluate when due, hand to ``keeper``."""
+    """The 0-based epochs from ``t.start_epoch`` up to, not including, ``last``: train,
+    evaluate when due, hand to ``keeper``."""
     for epoch in range(t.start_epoch, last):
         stats = train_epoch(t, epoch, keeper)
         broadcast_buffers(t.model)  # evaluate and keep rank 0's BatchNorm statistics
