@@ -8,5 +8,5 @@ The pipeline, one module or subpackage a stage: ``balcon.methods`` (the method t
 
 from balcon.errors import BalconError
 
-__version__ = "0.10.0"
+__version__ = "0.10.1"
 __all__ = ["BalconError", "__version__"]
