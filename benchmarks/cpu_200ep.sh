@@ -19,6 +19,8 @@
 #   bash benchmarks/cpu_200ep.sh table     # the results table of the saved runs: top-1,
 #                                          # many / medium / few, training time per machine
 #                                          # (machines.log: `start` notes each session's CPU)
+#   bash benchmarks/cpu_200ep.sh goal      # issue 19's goal on the saved la and bcl: each
+#                                          # criterion PASS or FAIL (exit 0 when all pass)
 #   bash benchmarks/cpu_200ep.sh report    # balcon report of the saved runs (last.pt) as
 #                                          # benchmarks/results/cpu-200ep/report.png, the
 #                                          # c10- runs as report-cifar10.png (main's .venv
@@ -250,6 +252,7 @@ case "${1:-}" in
   status) status ;;
   report) report ;;
   table) python3 "$repo/benchmarks/cpu_200ep_table.py" "$saved" $methods ;;
+  goal) python3 "$repo/benchmarks/cpu_200ep_goal.py" "$saved" ;;
   pause) pid=$(driver_pid) && kill -STOP -- "-$pid" && echo "paused $pid" ;;
   resume) pid=$(driver_pid) && kill -CONT -- "-$pid" && echo "resumed $pid" ;;
   stop)

@@ -238,3 +238,35 @@ def test_reference_trainer_reads_the_pickle_layout_and_selects_balcon_s_images(
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sum(records[0]["counts"]) == len(keep) and records[1]["epoch"] == 1
     assert 0 <= records[1]["top1"] <= 100
+
+
+def test_cpu_200ep_goal_checks_each_criterion(bench_module, tmp_path, capsys, monkeypatch):
+    tool = bench_module("cpu_200ep_goal")
+
+    def run(name: str, method: str, top1: float, epochs: int = 200, seed: int = 0) -> None:
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        (folder / "config.yaml").write_text(
+            f"name: cifar100-lt-r100\ndata:\n  dataset: cifar100\nloss:\n  method: {method}\n"
+            f"train:\n  epochs: 200\n  precision: 'off'\n  seed: {seed}\n")
+        (folder / "train.log").write_text(
+            f"2026-12-03 12:02:48 run x: cifar100-lt-r100, {method}, 10847 train / 10000 "
+            "test images, 100 classes, device cpu\n")
+        (folder / "metrics.jsonl").write_text("".join(
+            json.dumps({"epoch": e, "top1": top1 - (e < epochs)}) + "\n"
+            for e in range(10, epochs + 1, 10)))
+
+    def verdicts() -> tuple[int, list[str]]:
+        monkeypatch.setattr(sys, "argv", ["cpu_200ep_goal.py", str(tmp_path)])
+        code = tool.main()
+        return code, [line[:4] for line in capsys.readouterr().out.splitlines()[:-1]]
+
+    run("la", "la", 50.46)
+    run("bcl", "bcl", 51.39)
+    assert verdicts() == (0, ["PASS"] * 8)
+    run("bcl", "bcl", 50.66)  # above LA, under 51.0
+    assert verdicts() == (1, ["PASS"] * 6 + ["FAIL", "PASS"])
+    run("bcl", "bcl", 51.2, epochs=190)  # not finished: its best is no epoch-200 top-1
+    assert verdicts() == (1, ["PASS"] * 3 + ["FAIL"] + ["PASS"] * 2 + ["FAIL"] * 2)
+    run("bcl", "bcl", 51.39, seed=1)
+    assert verdicts() == (1, ["PASS"] * 4 + ["FAIL"] + ["PASS"] * 3)
