@@ -22,6 +22,7 @@ from balcon.config import apply_overrides, compress_schedule
 from balcon.data import longtail_counts
 from balcon.engine import lr_at
 from balcon.methods import METHODS
+from balcon.models import build_model
 from balcon.presets import load_preset
 from balcon.runs import evaluate_checkpoint, fit, load_checkpoint, resume, save_checkpoint
 
@@ -271,9 +272,20 @@ def test_out_dev_stdout_goes_where_the_shell_sent_stdout(finished_run: Path, tmp
         sock.close()
 
 
-def test_eval_of_checkpoint_from_cuda_style_state(finished_run: Path):
-    """A checkpoint loads onto the CPU whatever device it came from (map_location)."""
-    metrics, predictions = evaluate_checkpoint(finished_run / "last.pt", device="cpu")
+def test_eval_of_checkpoint_from_cuda_style_state(finished_run: Path, tmp_path: Path,
+                                                  monkeypatch):
+    """A checkpoint loads onto the CPU whatever device it came from (map_location): here
+    one whose tensors are tagged as CUDA's, as a GPU run saves them."""
+    import torch.serialization
+
+    state = load_checkpoint(finished_run / "last.pt")
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(state, tmp_path / "gpu.pt")
+    if not torch.cuda.is_available():  # what a plain torch.load does with it here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(tmp_path / "gpu.pt", weights_only=True)
+    metrics, predictions = evaluate_checkpoint(tmp_path / "gpu.pt", device="cpu")
     assert metrics["epoch"] == 2 and metrics["images"] == 200
     assert metrics["split"] == "test"
     assert predictions.logits.shape == (200, 10) and len(predictions.sources) == 200
@@ -287,6 +299,11 @@ def test_every_method_trains(finished_run: Path, tmp_path: Path, method: str):
     record = json.loads((tmp_path / method / "metrics.jsonl").read_text())
     assert result.summary["last"]["epoch"] == 1
     assert (record["loss_con"] is None) == (not METHODS[method].contrastive)
+    assert math.isfinite(record["loss"]) and math.isfinite(record["loss_cls"])
+    torch.manual_seed(cfg.train.seed)  # the weights it started from, as the run seeds them
+    start = build_model(cfg.model, 10).state_dict()
+    end = load_checkpoint(tmp_path / method / "last.pt")["model"]
+    assert not torch.equal(start["classifier.weight"], end["classifier.weight"])
 
 
 def test_lr_schedule_matches_recipe():

@@ -121,9 +121,11 @@ def test_train_step_pairs_each_samples_two_views_and_classifies_view_one():
     fill = [torch.full((batch, 3, 4, 4), 0.0) + torch.arange(batch)[:, None, None, None]
             + offset for offset in (32, 0, 0)]  # view 1 holds 32 + i, views 2 and 3 hold i
     model = Ids()
-    train_step(model, torch.cat(fill), labels, objective,
-               torch.optim.SGD(model.parameters(), lr=0.1),
-               make_grad_scaler(torch.device("cpu"), "off"), "off")
+    _, correct = train_step(model, torch.cat(fill), labels, objective,
+                            torch.optim.SGD(model.parameters(), lr=0.1),
+                            make_grad_scaler(torch.device("cpu"), "off"), "off")
+    # each view-1 row's logits are equal, so it predicts class 0: right for labels 0 and 3
+    assert int(correct) == 2
     cls_logits, cls_labels = seen["cls"]
     assert cls_logits[:, 0].tolist() == [32.0 + i for i in range(batch)]
     assert torch.equal(cls_labels, labels)

@@ -331,9 +331,14 @@ def test_load_pretrained_timm_copies_weights(monkeypatch):
 
 
 def test_build_model_does_not_load_pretrained(tmp_path):
+    """The file is the engine's business: no error for a missing one, and the weights
+    are those of a seeded build without one."""
     cfg = ModelConfig(encoder="resnet8", pretrained=str(tmp_path / "absent.pth"))
-    model = build_model(cfg, num_classes=3)  # no error: the file is the engine's business
-    assert isinstance(model.encoder, CifarResNet)
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=3)
+    torch.manual_seed(0)
+    plain = build_model(ModelConfig(encoder="resnet8"), num_classes=3).state_dict()
+    assert all(torch.equal(v, plain[k]) for k, v in model.state_dict().items())
 
 
 def test_cosine_classifier_starts_at_unit_norm_as_the_official_one():

@@ -118,6 +118,9 @@ def test_geometry_of_many_classes_in_blocks_equals_the_dense_matrix():
         slow(range(len(present))))
     assert an._simplex_distance(blocks, many, unit=True, block=4) == pytest.approx(slow(many))
     assert g["distance"] == pytest.approx(slow(range(len(present))))
+    for group, classes in (("medium", range(10, 30)), ("few", range(30, 45))):
+        members = [g["classes"].index(k) for k in classes]
+        assert g["groups"][group] == pytest.approx(slow(members)), group
 
 
 def _bin_masks(conf: np.ndarray) -> list[np.ndarray]:
