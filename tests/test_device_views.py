@@ -7,10 +7,8 @@ each rate is checked against the recipe within 4.5 standard errors of a binomial
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -178,32 +176,6 @@ def test_pipeline_choice_and_refusals(monkeypatch):
     train, _ = load_digits()
     with pytest.raises(BalconError, match="set data.pipeline=workers"):
         DeviceViews(train, DataConfig(), 1, 0, torch.device("cpu"))
-
-
-def test_both_pipelines_train_the_demo_and_resume_exactly(tmp_path: Path):
-    """Workers and device both train; a device run resumed after epoch 1 ends with the
-    uninterrupted run's weights, bit for bit."""
-    from balcon.config import apply_overrides, compress_schedule
-    from balcon.presets import load_preset
-    from balcon.runs import fit, load_checkpoint, resume
-
-    base = compress_schedule(load_preset("digits-lt-demo"), 2)
-    small = ["model.head_hidden=16", "model.head_dim=8", "data.num_workers=0"]
-    results = {}
-    for pipeline in ("workers", "device"):
-        cfg = apply_overrides(base, [*small, f"data.pipeline={pipeline}"])
-        results[pipeline] = fit(cfg, None, tmp_path / pipeline, device="cpu").summary
-        assert results[pipeline]["finished"]
-        log = (tmp_path / pipeline / "train.log").read_text()
-        assert f"training views: {pipeline} pipeline" in log
-    cfg = apply_overrides(base, [*small, "data.pipeline=device"])
-    fit(cfg, None, tmp_path / "cut", device="cpu", stop_after=1)
-    resume(tmp_path / "cut", device="cpu")
-    full = load_checkpoint(tmp_path / "device" / "last.pt")["model"]
-    cut = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
-    assert all(torch.equal(full[k], cut[k]) for k in full)
-    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
-    assert summary["last"]["top1"] == results["device"]["last"]["top1"]
 
 
 def _pil_sim_view(image, p: dict, b: int, data: DataConfig) -> torch.Tensor:

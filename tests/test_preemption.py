@@ -55,14 +55,27 @@ def same(a: dict, b: dict) -> bool:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> dict[str, dict[str, torch.Tensor]]:
-    """Uninterrupted runs' final weights, per pipeline."""
+def reference_runs(tmp_path_factory) -> Path:
+    """Uninterrupted runs, one per pipeline: ``ROOT/workers`` and ``ROOT/device``."""
     root = tmp_path_factory.mktemp("reference")
-    out = {}
     for pipeline in ("workers", "device"):
         fit(tiny(f"data.pipeline={pipeline}"), None, root / pipeline, device="cpu")
-        out[pipeline] = weights(root / pipeline)
-    return out
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(reference_runs: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """Uninterrupted runs' final weights, per pipeline."""
+    return {pipeline: weights(reference_runs / pipeline) for pipeline in ("workers", "device")}
+
+
+def test_both_pipelines_train_the_demo(reference_runs: Path):
+    """The views come from the pipeline asked for, and each run finishes."""
+    for pipeline in ("workers", "device"):
+        summary = json.loads((reference_runs / pipeline / "summary.json").read_text())
+        assert summary["finished"] and summary["last"]["epoch"] == 2
+        log = (reference_runs / pipeline / "train.log").read_text()
+        assert f"training views: {pipeline} pipeline" in log
 
 
 def stop_at(monkeypatch, poll: int, due_at: int | None = None) -> None:
