@@ -1,4 +1,4 @@
-"""The device pipeline: its randomness, the recipe's distributions over 20,000 draws, runs.
+"""The device pipeline: its randomness, the recipe's distributions over 20,000 draws, its views.
 
 The parameters come from a counter-based hash, so these statistics are deterministic:
 each rate is checked against the recipe within 4.5 standard errors of a binomial
