@@ -10,21 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_error
 from PIL import Image
 
 from balcon.cli import main
 from balcon.errors import BalconError
-
-
-def run_error(capsys, args: list[str]) -> str:
-    """Run ``balcon args``; assert exit status 2 and a one-line message; return it."""
-    assert main(args) == 2
-    out, err = capsys.readouterr()
-    err = err.strip()
-    assert err.startswith("balcon: error: ")
-    assert "\n" not in err and "Traceback" not in err
-    assert err.removeprefix("balcon: error: ") not in out  # said once (train.log has it too)
-    return err
 
 
 def test_presets_list_and_show(capsys):

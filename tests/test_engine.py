@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import assert_same_weights
 from PIL import Image
 
 from balcon.cli import main
@@ -49,12 +50,6 @@ def tiny_config(*extra: str, epochs: int = TINY_EPOCHS):
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "last.pt")["model"]
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.fixture(scope="session")

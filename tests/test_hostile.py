@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_error
 
 from balcon.cli import main
 from balcon.runs import load_checkpoint
@@ -31,13 +32,6 @@ def trap(path: Path, target: Path) -> Path:
     return path
 
 
-def one_line_error(capsys, args: list[str]) -> str:
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("balcon: error: ") and "\n" not in err and "Traceback" not in err
-    return err
-
-
 @pytest.mark.parametrize("how", ["eval", "predict", "resume", "pretrained"])
 def test_a_malicious_pickle_never_runs(capsys, tmp_path: Path, image_folder_root: Path, how):
     target = tmp_path / "pwned.txt"
@@ -55,7 +49,7 @@ def test_a_malicious_pickle_never_runs(capsys, tmp_path: Path, image_folder_root
         args = ["train", "--preset", "imagefolder-r32", "--data-dir", str(image_folder_root),
                 "--out", str(tmp_path / "new"), "--epochs", "1",
                 "--set", f"model.pretrained={ckpt}", "--set", "model.encoder=resnet8"]
-    err = one_line_error(capsys, args)
+    err = run_error(capsys, args)
     assert not target.exists(), "the payload ran"
     assert "evil.pt" in err or "last.pt" in err
 
@@ -80,7 +74,7 @@ def test_a_failed_write_stops_in_one_line_and_keeps_what_was_written(
 
     monkeypatch.setattr(ckpt.torch, "save", failing)
     run = tmp_path / "run"
-    err = one_line_error(capsys, [
+    err = run_error(capsys, [
         "train", "--preset", "digits-lt-demo", "--epochs", "2", "--out", str(run),
         "--set", "model.head_hidden=16", "--set", "model.head_dim=8",
         "--set", "train.eval_every=1"])
@@ -136,7 +130,7 @@ def test_a_failed_log_write_stops_in_one_line(monkeypatch, capsys, tmp_path: Pat
 
     monkeypatch.setattr(rd._LogFile, "emit", emit)
     run = tmp_path / "run"
-    err = one_line_error(capsys, [
+    err = run_error(capsys, [
         "train", "--preset", "digits-lt-demo", "--epochs", "2", "--out", str(run),
         "--set", "model.head_hidden=16", "--set", "model.head_dim=8"])
     assert f"cannot write {run / 'train.log'} (No space left on device)" in err

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import run_error
 from test_engine import TINY, tiny_config
 
 from balcon.cli import main
@@ -257,9 +258,7 @@ def test_seeds_refuse_bad_input(seeds_dir: Path, tmp_path: Path, capsys):
         ([*base, "--seeds", "0", "1", "--out", str(seeds_dir)], "not empty"),
         (["train", "--resume", str(seeds_dir), "--seeds", "3"], "drop"),
     ):
-        assert main(args) == 2
-        err = capsys.readouterr().err.strip()
-        assert words in err and "\n" not in err
+        assert words in run_error(capsys, args)
 
 
 def test_tensorboard_holds_the_logged_scalars(seeds_dir: Path):
